@@ -1,24 +1,104 @@
-"""The ``textnorm`` command line. Sub-commands:
+"""The ``textnorm`` command line.
 
-- ``textnorm fetch``: download (or locate in a mirror) and verify the TIA2 files.
+- ``textnorm fetch``     download (or locate in a mirror) and verify the TIA2 files
+- ``textnorm score``     score a folder of TIA2 images with a registered reward, raw or TextNorm
+- ``textnorm evaluate``  per-image scores -> per-prompt metrics in the published JSON layout
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 from textnorm import data
 
 
-def _cmd_fetch(args: argparse.Namespace) -> int:
+class CLIError(Exception):
+    """An error the user can fix; printed without a traceback."""
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, so a failure leaves nothing behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
     try:
-        paths = data.fetch(args.subset, mirror=args.mirror, cache_dir=args.cache, base_url=args.url)
-    except (data.TIA2IntegrityError, ValueError) as exc:
-        print(f"textnorm fetch: {exc}", file=sys.stderr)
-        return 1
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _source(args) -> dict:
+    return {"mirror": args.mirror}
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    paths = data.fetch(args.subset, mirror=args.mirror, cache_dir=args.cache, base_url=args.url)
     for rel, path in paths.items():
         print(f"ok  {rel}  ->  {path}")
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    import torch
+
+    from textnorm import prompts as prompt_rules
+    from textnorm import scoring, tia2
+    from textnorm.rewards import REWARDS, load_reward
+
+    if args.reward not in REWARDS:
+        raise CLIError(f"unknown reward {args.reward!r}; choose one of: {', '.join(sorted(REWARDS))}")
+    images = tia2.load_images([args.subset], **_source(args))
+    if args.limit_prompts:
+        keep = images["prompt"].drop_duplicates().head(args.limit_prompts)
+        images = images[images["prompt"].isin(keep)]
+    contrastive = None
+    if args.textnorm:
+        if args.contrastive == "published":
+            contrastive = tia2.load_contrastive_prompts(args.subset, **_source(args))
+        else:
+            rule = {"counting": prompt_rules.counting_contrastive,
+                    "composition": prompt_rules.composition_contrastive}.get(args.subset)
+            if rule is None:
+                raise CLIError(f"no rule-based contrastive prompts for subset {args.subset!r}; "
+                               "use --contrastive published")
+            contrastive = {p: rule(p) for p in images["prompt"].unique()}
+    scoring.check_images(args.images, list(images["image"]))  # fail before loading any model
+    dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[args.dtype]
+    reward = load_reward(args.reward, args.model, device=args.device, dtype=dtype, batch_size=args.batch_size)
+    table = scoring.score_table(reward, images, args.images, contrastive, temperature=args.temperature,
+                                progress=not args.quiet)
+    _atomic_write(Path(args.out), lambda p: table.to_csv(p, index=False))
+    print(f"wrote {len(table)} rows to {args.out}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from textnorm import evaluation, tia2
+
+    try:
+        scores = pd.read_csv(args.scores)
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise CLIError(f"cannot read scores CSV {args.scores}: {exc}") from exc
+    if "image" not in scores:
+        raise CLIError(f"{args.scores} has no 'image' column (columns: {list(scores.columns)})")
+    if "subset" in scores and scores["subset"].nunique() > 1:
+        raise CLIError("the scores file holds several subsets; evaluate one subset at a time")
+    subset = args.subset or (scores["subset"].iloc[0] if "subset" in scores else None)
+    if subset not in data.SUBSETS:
+        raise CLIError(f"say which TIA2 subset the scores belong to (--subset {'|'.join(data.SUBSETS)})")
+    images = tia2.load_images([subset], **_source(args))
+    table = evaluation.metrics_from_scores(scores, images, args.column or None)
+    layout = evaluation.to_published_layout(table)
+    _atomic_write(Path(args.out), lambda p: p.write_text(json.dumps(layout, indent=1)))
+    print(f"wrote metrics of {len(layout)} prompts ({', '.join(table['model'].unique())}) to {args.out}")
     return 0
 
 
@@ -28,30 +108,67 @@ def build_parser() -> argparse.ArgumentParser:
         description="TextNorm and the TIA2 benchmark: data, rewards, calibration and evaluation.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    mirror_help = f"offline folder with the TIA2 files (default: ${data.ENV_MIRROR}, else download)"
 
     p = sub.add_parser(
-        "fetch",
-        help="download and sha256-verify the TIA2 files (or check an offline mirror)",
+        "fetch", help="download and sha256-verify the TIA2 files (or check an offline mirror)",
         description=(
             f"Download the nine TIA2 JSON files from {data.TIA2_REPO} at commit {data.TIA2_COMMIT} "
             f"and verify their sha256. With --mirror (or ${data.ENV_MIRROR}) the files are read "
-            "from that folder instead and only verified."
-        ),
-    )
-    p.add_argument("--mirror", default=None,
-                   help=f"offline folder with the upstream layout (default: ${data.ENV_MIRROR})")
+            "from that folder instead and only verified."))
+    p.add_argument("--mirror", default=None, help=mirror_help)
     p.add_argument("--cache", default=None,
                    help=f"download folder (default: ${data.ENV_CACHE} or data/tia2 in the repository)")
     p.add_argument("--url", default=None, help="base URL to download from (default: the pinned upstream commit)")
     p.add_argument("--subset", nargs="+", default=list(data.SUBSETS), choices=data.SUBSETS,
                    help="subsets to fetch (default: all three)")
     p.set_defaults(func=_cmd_fetch)
+
+    p = sub.add_parser(
+        "score", help="score a folder of TIA2 images with a reward model into a CSV",
+        description=("Score every annotated image of a TIA2 subset (files named as in the annotations, "
+                     "image_<prompt>_<i>_<j>.jpg) against its prompt. With --textnorm, also against the "
+                     "prompt's contrastive prompts, adding the TextNorm probability column."))
+    p.add_argument("--images", required=True, help="folder holding the subset's images")
+    p.add_argument("--subset", required=True, choices=data.SUBSETS)
+    p.add_argument("--reward", required=True, help="registered reward: clip, pickscore, blip2, blip2_itc, imagereward")
+    p.add_argument("--model", default=None, help="hub id or local folder of the weights (default: the released model)")
+    p.add_argument("--out", required=True, help="CSV to write (written only when scoring succeeded)")
+    p.add_argument("--textnorm", action="store_true", help="add the TextNorm-calibrated reward")
+    p.add_argument("--contrastive", choices=["published", "rules"], default="published",
+                   help="contrastive prompt sets: the published TIA2 sets or our rule-based generator")
+    p.add_argument("--temperature", type=float, default=1.0, help="TextNorm softmax temperature")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda or cuda:1")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                   help="weights / autocast precision (half precision on GPUs only)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--limit-prompts", type=int, default=0, help="score only the first N prompts (0: all)")
+    p.add_argument("--mirror", default=None, help=mirror_help)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser(
+        "evaluate", help="per-image scores -> per-prompt metrics JSON (published layout)",
+        description=("Join a scores CSV (column 'image', optional 'subset', numeric score columns) with the "
+                     "TIA2 labels and compute AUROC, AUPRC, AP@5/10/25, Spearman and Kendall per prompt, "
+                     "written as {prompt: {'human': ..., <column>: {...}}} like the published files."))
+    p.add_argument("--scores", required=True, help="CSV from `textnorm score` (or any with an image column)")
+    p.add_argument("--subset", default=None, choices=data.SUBSETS, help="default: the CSV's subset column")
+    p.add_argument("--column", nargs="*", default=None, help="score columns to evaluate (default: all numeric)")
+    p.add_argument("--out", required=True, help="JSON file to write")
+    p.add_argument("--mirror", default=None, help=mirror_help)
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (CLIError, data.TIA2IntegrityError, FileNotFoundError, KeyError, ValueError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"textnorm {args.command}: {message}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

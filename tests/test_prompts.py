@@ -33,3 +33,21 @@ def test_phrases_and_errors():
         prompts.composition_contrastive("a realistic photo of a cat")
     with pytest.raises(ValueError, match="count"):
         prompts.phrase("cat", 11)
+
+
+def test_parse_llm_lines():
+    text = "1. two dogs on a sofa\n- a cat\n\n2) A CAT\n\"three birds\"\ntwo dogs on a sofa\n* four fish"
+    assert prompts.parse_llm_lines(text, "a cat", 10) == ["two dogs on a sofa", "three birds", "four fish"]
+    assert prompts.parse_llm_lines(text, "a cat", 2) == ["two dogs on a sofa", "three birds"]
+
+
+def test_llm_generator_plumbing(tmp_path):
+    from textnorm import testing
+
+    path = testing.save_causal_lm(tmp_path / "lm")
+    asked = ["a realistic photo of two cats", "a dog"]
+    out = prompts.llm_contrastive_prompts(asked, str(path), n=5, max_new_tokens=40)
+    again = prompts.llm_contrastive_prompts(asked, str(path), n=5, max_new_tokens=40)
+    assert list(out) == asked and out == again  # seeded: reproducible
+    for prompt, lines in out.items():
+        assert len(lines) <= 5 and prompt not in lines and all(s.strip() == s and s for s in lines)

@@ -121,3 +121,65 @@ def composition_contrastive(prompt: str, prefix: str = PREFIX) -> list[str]:
     out.append(f"{prefix}{article(a)} {a}-like {b}")
     out.append(f"{prefix}{article(b)} {b}-like {a}")
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# LLM-written contrastive prompts
+# --------------------------------------------------------------------------------------------
+
+LLM_INSTRUCTION = (
+    "Write {n} short image captions that are similar in style to the caption below but describe a "
+    "different scene: change the objects, their number, their attributes or their relations. "
+    "Write one caption per line and nothing else.\nCaption: {prompt}\n"
+)
+
+
+def parse_llm_lines(text: str, prompt: str, n: int) -> list[str]:
+    """Captions from generated text: one per line, list markers stripped, duplicates, empty lines
+    and the prompt itself dropped, at most ``n``."""
+    out: list[str] = []
+    for line in text.splitlines():
+        line = re.sub(r"^\s*(?:[-*\u2022]|\d+[.)])\s*", "", line).strip().strip('"').strip()
+        if line and line.lower() != prompt.lower() and line not in out:
+            out.append(line)
+        if len(out) == n:
+            break
+    return out
+
+
+def llm_contrastive_prompts(
+    prompts: list[str],
+    model: str,
+    n: int = 20,
+    *,
+    device: str = "cpu",
+    dtype=None,
+    max_new_tokens: int = 256,
+    temperature: float = 0.8,
+    seed: int = 0,
+    instruction: str = LLM_INSTRUCTION,
+) -> dict[str, list[str]]:
+    """Ask a local transformers causal LM (hub id or folder) for ``n`` contrastive captions per
+    prompt. Sampling is seeded per prompt, so the same arguments give the same sets. The chat
+    template is used when the tokenizer has one."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model)
+    lm = AutoModelForCausalLM.from_pretrained(model, dtype=dtype or torch.float32).to(device).eval()
+    results: dict[str, list[str]] = {}
+    for i, prompt in enumerate(prompts):
+        text = instruction.format(n=n, prompt=prompt)
+        if getattr(tok, "chat_template", None):
+            ids = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
+                                          return_tensors="pt", return_dict=True)
+        else:
+            ids = tok(text, return_tensors="pt")
+        ids = {k: v.to(device) for k, v in ids.items()}
+        torch.manual_seed(seed + i)
+        with torch.inference_mode():
+            gen = lm.generate(**ids, do_sample=True, temperature=temperature, max_new_tokens=max_new_tokens,
+                              pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
+        completion = tok.decode(gen[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+        results[prompt] = parse_llm_lines(completion, prompt, n)
+    return results

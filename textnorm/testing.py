@@ -159,3 +159,25 @@ def save_imagereward(folder: str | Path, seed: int = 0) -> Path:
            "type_vocab_size": 2, "pad_token_id": 0}
     (folder / "med_config.json").write_text(json.dumps(med, indent=2))
     return folder
+
+
+def save_causal_lm(folder: str | Path, seed: int = 0) -> Path:
+    """A tiny GPT-2 style causal LM with a byte-level BPE tokenizer trained offline."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    folder = Path(folder)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    corpus = ["a realistic photo of two cats and a dog", "three red apples on a table",
+              "write short image captions one per line", "caption: a blue car next to a tree"] * 4
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    tok.save_pretrained(folder)
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=len(tok), n_positions=512, n_embd=32, n_layer=2, n_head=4,
+                        eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder

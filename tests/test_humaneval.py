@@ -1,0 +1,159 @@
+"""Human-evaluation statistics against scipy/statsmodels and textbook cases; input validation."""
+
+from __future__ import annotations
+
+import krippendorff
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from scipy import stats
+
+from textnorm import humaneval as he
+
+
+def judgments(rows):
+    return pd.DataFrame(rows, columns=list(he.COLUMNS))
+
+
+def simulated(n_prompts=40, per_prompt=6, p_a=0.65, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(n_prompts):
+        for r in range(per_prompt):
+            u = rng.random()
+            a_left = rng.random() < 0.5
+            choice = "tie" if u < 0.1 else ("a" if u < 0.1 + 0.9 * p_a else "b")
+            left, right = ("A", "B") if a_left else ("B", "A")
+            if choice == "tie":
+                c = "tie"
+            else:
+                c = "left" if (choice == "a") == a_left else "right"
+            rows.append((f"r{r}", f"p{p}", left, right, c))
+        rows.append((f"r0", f"p{p}", "B", "C", "left" if rng.random() < 0.6 else "right"))
+    return judgments(rows)
+
+
+def test_outcomes_count_both_sides():
+    df = judgments([("r", "p", "A", "B", "left"), ("r", "p", "B", "A", "left"), ("r", "p", "B", "A", "right"),
+                    ("r", "q", "A", "B", "tie")])
+    assert he.outcomes(df, "A", "B") == (2, 1, 1)
+    assert he.outcomes(df, "B", "A") == (1, 2, 1)
+
+
+def test_sign_test_rules():
+    assert he.sign_test(30, 15, 10, "drop") == pytest.approx(stats.binomtest(30, 45).pvalue)
+    assert he.sign_test(30, 15, 10, "split") == pytest.approx(stats.binomtest(35, 55).pvalue)
+    assert he.sign_test(30, 15, 11, "split") == pytest.approx(stats.binomtest(35, 55).pvalue)  # one tie dropped
+    assert he.sign_test(0, 0, 3) == 1.0
+
+
+def test_compare_matches_statsmodels():
+    df = simulated()
+    out = he.compare(df).set_index(["system_a", "system_b"])
+    row = out.loc[("A", "B")]
+    w, l = int(row.wins_a), int(row.wins_b)
+    from statsmodels.stats.proportion import proportion_confint
+    assert (row.wilson_low, row.wilson_high) == pytest.approx(proportion_confint(w, w + l, method="wilson"))
+    assert (row.cp_low, row.cp_high) == pytest.approx(stats.binomtest(w, w + l).proportion_ci(method="exact"))
+    assert row.p_sign_drop == pytest.approx(stats.binomtest(w, w + l).pvalue)
+    raw = out.p_sign_drop.to_numpy()
+    assert np.all(out.p_sign_drop_holm.to_numpy() >= raw - 1e-15)
+    assert len(out) == 2  # A-C never compared: left out
+
+
+def test_textbook_interval():
+    # Wilson interval for 8 successes in 10 (Agresti & Coull style example): about [0.490, 0.943]
+    df = judgments([("r", f"p{i}", "A", "B", "left") for i in range(8)] +
+                   [("r", f"q{i}", "A", "B", "right") for i in range(2)])
+    row = he.compare(df).iloc[0]
+    assert row.wilson_low == pytest.approx(0.4902, abs=1e-3) and row.wilson_high == pytest.approx(0.9433, abs=1e-3)
+
+
+def test_bradley_terry_matches_plain_logit_and_recovers_truth():
+    rng = np.random.default_rng(3)
+    truth = {"A": 0.0, "B": 0.8, "C": -0.5}
+    rows = []
+    for i in range(3000):
+        a, b = rng.choice(list(truth), 2, replace=False)
+        win = rng.random() < 1 / (1 + np.exp(-(truth[a] - truth[b])))
+        rows.append((f"r{i % 5}", f"p{i % 150}", a, b, "left" if win else "right"))
+    df = judgments(rows)
+    bt = he.bradley_terry(df, reference="A").set_index("system")
+    assert bt.loc["B", "strength"] == pytest.approx(0.8, abs=0.15)
+    assert bt.loc["C", "strength"] == pytest.approx(-0.5, abs=0.15)
+    X = np.column_stack([(df.left == s).astype(float) - (df.right == s).astype(float) for s in ("B", "C")])
+    plain = sm.Logit((df.choice == "left").astype(float), X).fit(disp=0)
+    assert bt.loc[["B", "C"], "strength"].to_numpy() == pytest.approx(plain.params.to_numpy(), abs=1e-6)
+    boot = he.bradley_terry_bootstrap(df, reference="A", n_boot=100).set_index("system")
+    assert boot.loc["B", "boot_low"] < 0.8 < boot.loc["B", "boot_high"]
+
+
+def test_clustered_errors_grow_with_within_prompt_correlation():
+    rng = np.random.default_rng(4)
+    rows = []
+    for p in range(60):  # each prompt has its own strong preference: judgments within it agree
+        pref = rng.random() < 0.6
+        for r in range(10):
+            rows.append((f"r{r}", f"p{p}", "A", "B", "left" if (rng.random() < 0.95) == pref else "right"))
+    df = judgments(rows)
+    clustered = he.bradley_terry(df, reference="B").set_index("system").loc["A", "se"]
+    X = np.ones((len(df), 1))
+    naive = np.asarray(sm.GLM((df.choice == "left").astype(float), X, family=sm.families.Binomial()).fit().bse)[0]
+    assert clustered > 2 * naive
+
+
+def test_krippendorff_against_package():
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 3, size=(50, 4)).astype(float)
+    x[rng.random(x.shape) < 0.1] = np.nan
+    ours = he.krippendorff_alpha_nominal(x)
+    ref = krippendorff.alpha(reliability_data=x.T, level_of_measurement="nominal")
+    assert ours == pytest.approx(ref, abs=1e-9)
+    perfect = np.repeat(rng.integers(0, 3, size=(20, 1)), 3, axis=1).astype(float)
+    assert he.krippendorff_alpha_nominal(perfect) == 1.0
+
+
+def test_power():
+    # vectorised p-values agree with scipy's exact test
+    for n, k in [(20, 14), (31, 9), (10, 5)]:
+        assert min(1, 2 * stats.binom.cdf(min(k, n - k), n, 0.5)) == pytest.approx(stats.binomtest(k, n).pvalue)
+    res = he.judgments_needed(2 / 3, 0.05, 0.8)
+    n = res["n_exact"]
+    assert n is not None and all(he.sign_test_power(m, 2 / 3) >= 0.8 for m in range(n, n + 11))
+    assert abs(n - res["n_normal_approx"]) < 20
+    # simulation check of the power at that n
+    rng = np.random.default_rng(0)
+    wins = rng.binomial(n, 2 / 3, size=4000)
+    sim = np.mean([stats.binomtest(int(w), n).pvalue <= 0.05 for w in wins[:1000]])
+    assert sim == pytest.approx(he.sign_test_power(n, 2 / 3), abs=0.04)
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([("r", "p", "A", "B", "maybe")], "unknown choice"),
+    ([("r", "p", "A", "A", "left")], "with itself"),
+    ([("r", "", "A", "B", "left")], "empty fields"),
+])
+def test_validation(rows, message):
+    with pytest.raises(he.JudgmentError, match=message):
+        he.validate(judgments(rows))
+
+
+def test_load_judgments_errors(tmp_path):
+    with pytest.raises(he.JudgmentError, match="does not exist"):
+        he.load_judgments(tmp_path / "none.csv")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(he.JudgmentError, match="empty"):
+        he.load_judgments(empty)
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("rater,prompt,left,right,choice\n")
+    with pytest.raises(he.JudgmentError, match="no judgments"):
+        he.load_judgments(header_only)
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("rater,prompt,system1,system2,choice\nr,p,A,B,left\n")
+    with pytest.raises(he.JudgmentError, match="missing column"):
+        he.load_judgments(wrong)
+    good = tmp_path / "good.csv"
+    good.write_text("rater,prompt,left,right,choice\nr1,a cat,A,B, Left \n")
+    assert he.load_judgments(good).choice.tolist() == ["left"]

@@ -1,0 +1,231 @@
+"""Statistics of pairwise human evaluations: is one system really preferred over another?
+
+Input: one row per judgment (see :data:`COLUMNS`): a rater saw images of the same prompt from
+two systems, ``left`` and ``right``, and chose ``left``, ``right`` or ``tie``.
+
+- Win/tie/loss counts per pair of systems; the win rate w / (w + l) with Wilson and
+  Clopper-Pearson intervals (statsmodels ``proportion_confint``).
+- The sign test: under H0 each non-tied judgment is a win with probability 1/2.
+  Ties dropped: k = w, n = w + l. Ties split: each tie counts half a win and half a loss,
+  k = w + t/2, n = w + l + t (an odd number of ties drops one tie, since the test needs whole
+  counts). Exact binomial p-values (scipy ``binomtest``), Holm-corrected across pairs.
+- Bradley-Terry: P(i beats j) = sigmoid(b_i - b_j), fitted by logistic regression without
+  intercept on non-tied judgments (x = +1 for the left system, -1 for the right, the reference
+  system's column dropped so b_ref = 0); standard errors clustered by prompt (statsmodels GLM,
+  ``cov_type="cluster"``), and a prompt-clustered bootstrap (prompts resampled with replacement).
+- Power: the number of non-tied judgments for a two-sided exact sign test at level alpha to detect
+  a true win rate p (e.g. 2/3, "twice as many wins") with the given power; and the normal
+  approximation (statsmodels ``NormalIndPower`` on Cohen's h).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import statsmodels.api as sm
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import NormalIndPower
+from statsmodels.stats.proportion import proportion_confint, proportion_effectsize
+
+COLUMNS: tuple[str, ...] = ("rater", "prompt", "left", "right", "choice")
+CHOICES: tuple[str, ...] = ("left", "right", "tie")
+
+
+class JudgmentError(ValueError):
+    """The judgments file or table is malformed; the message says where."""
+
+
+def validate(df: pd.DataFrame) -> pd.DataFrame:
+    """Check a judgments table and return it with clean string columns."""
+    if len(df) == 0:
+        raise JudgmentError("no judgments: the table is empty")
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise JudgmentError(f"missing column(s) {missing}; expected columns {list(COLUMNS)}")
+    df = df[list(COLUMNS)].copy()
+    empty = df.isna().any(axis=1) | (df.astype(str).apply(lambda s: s.str.strip()) == "").any(axis=1)
+    if empty.any():
+        rows = (np.flatnonzero(empty.to_numpy()) + 2).tolist()[:5]  # +2: header line, 1-based
+        raise JudgmentError(f"{int(empty.sum())} judgment(s) have empty fields (file lines {rows})")
+    for c in COLUMNS:
+        df[c] = df[c].astype(str).str.strip()
+    df["choice"] = df["choice"].str.lower()
+    bad = ~df["choice"].isin(CHOICES)
+    if bad.any():
+        values = sorted(df.loc[bad, "choice"].unique())[:5]
+        raise JudgmentError(f"unknown choice value(s) {values} in {int(bad.sum())} row(s); "
+                            f"allowed: {list(CHOICES)}")
+    same = df["left"] == df["right"]
+    if same.any():
+        first = df[same].iloc[0]
+        raise JudgmentError(f"{int(same.sum())} judgment(s) compare a system with itself "
+                            f"(e.g. {first['left']!r} on prompt {first['prompt']!r})")
+    return df.reset_index(drop=True)
+
+
+def load_judgments(path: str | Path) -> pd.DataFrame:
+    """Read and validate a judgments CSV (columns rater, prompt, left, right, choice)."""
+    path = Path(path)
+    if not path.is_file():
+        raise JudgmentError(f"judgments file {path} does not exist")
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError as exc:
+        raise JudgmentError(f"judgments file {path} is empty") from exc
+    return validate(df)
+
+
+def outcomes(df: pd.DataFrame, a: str, b: str) -> tuple[int, int, int]:
+    """(wins of a, wins of b, ties) over the judgments comparing a and b, either side."""
+    ab = df[(df.left == a) & (df.right == b)]
+    ba = df[(df.left == b) & (df.right == a)]
+    wins_a = int((ab.choice == "left").sum() + (ba.choice == "right").sum())
+    wins_b = int((ab.choice == "right").sum() + (ba.choice == "left").sum())
+    ties = int((ab.choice == "tie").sum() + (ba.choice == "tie").sum())
+    return wins_a, wins_b, ties
+
+
+def sign_test(wins: int, losses: int, ties: int = 0, tie_rule: str = "drop") -> float:
+    """Two-sided exact sign test p-value (see the module docstring for the tie rules)."""
+    if tie_rule == "drop":
+        k, n = wins, wins + losses
+    elif tie_rule == "split":
+        half = ties // 2
+        k, n = wins + half, wins + losses + 2 * half
+    else:
+        raise ValueError(f"tie_rule must be 'drop' or 'split', got {tie_rule!r}")
+    return 1.0 if n == 0 else float(stats.binomtest(k, n, 0.5).pvalue)
+
+
+def compare(df: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None = None, level: float = 0.95) -> pd.DataFrame:
+    """One row per pair (a, b): counts, a's win rate over non-tied judgments with Wilson and
+    Clopper-Pearson intervals, sign-test p-values (ties dropped / split) and their Holm
+    adjustments across the pairs."""
+    df = validate(df)
+    if pairs is None:
+        systems = sorted(set(df.left) | set(df.right))
+        pairs = [p for p in combinations(systems, 2) if sum(outcomes(df, *p)) > 0]
+    rows = []
+    for a, b in pairs:
+        w, l, t = outcomes(df, a, b)
+        n = w + l
+        wil = proportion_confint(w, n, alpha=1 - level, method="wilson") if n else (np.nan, np.nan)
+        cp = proportion_confint(w, n, alpha=1 - level, method="beta") if n else (np.nan, np.nan)
+        rows.append({"system_a": a, "system_b": b, "judgments": w + l + t, "wins_a": w, "wins_b": l, "ties": t,
+                     "win_rate_a": w / n if n else np.nan, "wilson_low": wil[0], "wilson_high": wil[1],
+                     "cp_low": cp[0], "cp_high": cp[1],
+                     "p_sign_drop": sign_test(w, l, t, "drop"), "p_sign_split": sign_test(w, l, t, "split")})
+    out = pd.DataFrame(rows)
+    for col in ("p_sign_drop", "p_sign_split"):
+        out[col + "_holm"] = multipletests(out[col], method="holm")[1]
+    return out
+
+
+def _design(df: pd.DataFrame, systems: list[str], reference: str) -> tuple[np.ndarray, np.ndarray]:
+    decided = df[df.choice != "tie"]
+    cols = [s for s in systems if s != reference]
+    X = np.zeros((len(decided), len(cols)))
+    for j, s in enumerate(cols):
+        X[:, j] = (decided.left == s).to_numpy(float) - (decided.right == s).to_numpy(float)
+    y = (decided.choice == "left").to_numpy(float)
+    return X, y
+
+
+def bradley_terry(df: pd.DataFrame, reference: str | None = None, level: float = 0.95) -> pd.DataFrame:
+    """Bradley-Terry strengths b_s (b_reference = 0) with prompt-clustered standard errors."""
+    df = validate(df)
+    systems = sorted(set(df.left) | set(df.right))
+    reference = reference or systems[0]
+    if reference not in systems:
+        raise ValueError(f"reference {reference!r} is not among the systems {systems}")
+    X, y = _design(df, systems, reference)
+    groups = pd.factorize(df.loc[df.choice != "tie", "prompt"])[0]
+    fit = sm.GLM(y, X, family=sm.families.Binomial()).fit(cov_type="cluster", cov_kwds={"groups": groups})
+    z = stats.norm.ppf(0.5 + level / 2)
+    rows = [{"system": reference, "strength": 0.0, "se": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": np.nan}]
+    for s, b, se, p in zip([s for s in systems if s != reference], fit.params, fit.bse, fit.pvalues):
+        rows.append({"system": s, "strength": float(b), "se": float(se), "ci_low": float(b - z * se),
+                     "ci_high": float(b + z * se), "p_value": float(p)})
+    return pd.DataFrame(rows)
+
+
+def bradley_terry_bootstrap(df: pd.DataFrame, reference: str | None = None, n_boot: int = 1000,
+                            level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+    """Percentile intervals of the strengths from refits on prompts resampled with replacement."""
+    df = validate(df)
+    systems = sorted(set(df.left) | set(df.right))
+    reference = reference or systems[0]
+    prompts = df.prompt.unique()
+    by_prompt = {p: g for p, g in df.groupby("prompt")}
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n_boot):
+        sample = pd.concat([by_prompt[p] for p in rng.choice(prompts, len(prompts))], ignore_index=True)
+        X, y = _design(sample, systems, reference)
+        if len(y) == 0 or y.all() or not y.any():
+            continue  # no information in this resample (all one way): skip it
+        res = sm.GLM(y, X, family=sm.families.Binomial()).fit()
+        draws.append(res.params)
+    draws = np.array(draws)
+    alpha = (1 - level) / 2
+    rows = [{"system": reference, "boot_low": 0.0, "boot_high": 0.0, "n_boot": len(draws)}]
+    for j, s in enumerate([s for s in systems if s != reference]):
+        lo, hi = np.quantile(draws[:, j], [alpha, 1 - alpha])
+        rows.append({"system": s, "boot_low": float(lo), "boot_high": float(hi), "n_boot": len(draws)})
+    return pd.DataFrame(rows)
+
+
+def krippendorff_alpha_nominal(labels: np.ndarray) -> float:
+    """Krippendorff's alpha for nominal data; ``labels`` is (units, raters), NaN = missing.
+
+    alpha = 1 - D_o / D_e with the coincidence matrix o_ck over pairable values:
+    D_o = sum_{c != k} o_ck / n,  D_e = sum_{c != k} n_c n_k / (n (n - 1)).
+    (Neither scipy nor statsmodels provides it; the tests compare with the ``krippendorff`` package.)"""
+    x = np.asarray(labels, dtype=float)
+    values = np.unique(x[~np.isnan(x)])
+    index = {v: i for i, v in enumerate(values)}
+    o = np.zeros((len(values), len(values)))
+    for unit in x:
+        u = unit[~np.isnan(unit)]
+        m = len(u)
+        if m < 2:
+            continue
+        counts = np.zeros(len(values))
+        for v in u:
+            counts[index[v]] += 1
+        o += (np.outer(counts, counts) - np.diag(counts)) / (m - 1)
+    n_c = o.sum(axis=1)
+    n = n_c.sum()
+    if n <= 1:
+        raise ValueError("Krippendorff's alpha needs at least one unit with two ratings")
+    d_o = (o.sum() - np.trace(o)) / n
+    d_e = (n_c.sum() ** 2 - (n_c ** 2).sum()) / (n * (n - 1))
+    return float(1 - d_o / d_e) if d_e > 0 else 1.0
+
+
+def sign_test_power(n: int, p: float, alpha: float = 0.05) -> float:
+    """Power of the two-sided exact sign test with n non-tied judgments when the win rate is p."""
+    k = np.arange(n + 1)
+    # exact two-sided p-value under the symmetric null: 2 P(X <= min(k, n - k)), capped at 1
+    pvals = np.minimum(1.0, 2 * stats.binom.cdf(np.minimum(k, n - k), n, 0.5))
+    return float(stats.binom.pmf(k, n, p)[pvals <= alpha].sum())
+
+
+def judgments_needed(p: float = 2 / 3, alpha: float = 0.05, power: float = 0.8, n_max: int = 5000) -> dict:
+    """Smallest n with exact sign-test power >= ``power`` (the power is not monotone in n, so the
+    smallest n from which every larger n up to n + 10 also reaches it), and the normal
+    approximation."""
+    approx = NormalIndPower().solve_power(effect_size=proportion_effectsize(p, 0.5), alpha=alpha,
+                                          power=power, ratio=0, alternative="two-sided")
+    start = max(2, int(np.floor(approx * 0.5)))
+    exact = None
+    for n in range(start, n_max):
+        if all(sign_test_power(m, p, alpha) >= power for m in range(n, n + 11)):
+            exact = n
+            break
+    return {"win_rate": p, "alpha": alpha, "power": power, "n_exact": exact, "n_normal_approx": float(approx)}

@@ -1,0 +1,44 @@
+"""data/MANIFEST.json: for every artifact this project commits, its files' sha256 and the command
+and parameters that made it, so anyone can check and regenerate it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from textnorm.paths import repo_root
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def record(artifact: str | Path, command: str, params: dict, manifest: str | Path | None = None) -> dict:
+    """Add or replace the entry of ``artifact`` (a file or folder, relative to the repo root)."""
+    root = repo_root()
+    artifact = Path(artifact).resolve()
+    rel = artifact.relative_to(root).as_posix() if artifact.is_relative_to(root) else str(artifact)
+    files = [artifact] if artifact.is_file() else sorted(p for p in artifact.rglob("*") if p.is_file())
+    entry = {"command": command, "params": params,
+             "files": {p.relative_to(artifact if artifact.is_dir() else artifact.parent).as_posix(): _sha256(p)
+                       for p in files}}
+    path = Path(manifest) if manifest else root / "data" / "MANIFEST.json"
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[rel] = entry
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    return entry
+
+
+def verify(manifest: str | Path | None = None) -> list[str]:
+    """Paths whose files differ from the manifest (empty when all match)."""
+    root = repo_root()
+    path = Path(manifest) if manifest else root / "data" / "MANIFEST.json"
+    bad = []
+    for rel, entry in json.loads(path.read_text()).items():
+        base = root / rel
+        for name, digest in entry["files"].items():
+            f = base / name if base.is_dir() else base.parent / name
+            if not f.is_file() or _sha256(f) != digest:
+                bad.append(f"{rel}/{name}")
+    return bad

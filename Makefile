@@ -14,7 +14,7 @@ endif
 export OMP_NUM_THREADS ?= 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: all install data notebooks book book-only test unit nbval clean
+.PHONY: all install data notebooks book book-only test unit nbval clean synth
 
 all: book  ## set up, fetch TIA2, execute the notebooks, build the HTML book
 
@@ -48,6 +48,13 @@ unit: install
 
 nbval: install
 	$(BIN)/python -m pytest -q --nbval $(NOTEBOOKS) --nbval-sanitize-with notebooks/nbval_sanitize.cfg
+
+# Retrain the synthetic world from scratch (about 35 minutes on 2 cores); artifacts go to data/synth
+synth: install
+	$(BIN)/textnorm train-generator --out data/synth/generator --steps 3000
+	$(BIN)/textnorm train-proxy --kind contrastive --out data/synth/proxy_contrastive
+	$(BIN)/textnorm train-proxy --kind preference --out data/synth/proxy_preference
+	$(BIN)/textnorm build-synth-benchmark --generator data/synth/generator --out data/synth/tia2_synth.npz
 
 clean:
 	rm -rf _build

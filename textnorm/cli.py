@@ -118,6 +118,54 @@ def _cmd_train_generator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train_proxy(args: argparse.Namespace) -> int:
+    from textnorm import manifest
+    from textnorm.synth.proxies import ProxyConfig, train_proxy
+
+    cfg = ProxyConfig(kind=args.kind, steps=args.steps, seed=args.seed, threads=args.threads)
+    log = train_proxy(args.out, cfg, progress=not args.quiet)
+    manifest.record(args.out, f"textnorm train-proxy --kind {args.kind}", log["config"])
+    print(f"saved {args.kind} proxy to {args.out} (final loss {log['loss'][-1]['loss']:.3f})")
+    return 0
+
+
+def _cmd_build_synth(args: argparse.Namespace) -> int:
+    import torch
+
+    from textnorm import manifest
+    from textnorm.synth import benchmark
+    from textnorm.synth.generator import SynthPipeline
+
+    torch.set_num_threads(args.threads)
+    pipe = SynthPipeline.from_pretrained(args.generator)
+    prompts = benchmark.choose_prompts(args.composition_prompts, seed=args.seed)
+    images, table = benchmark.build(pipe, prompts, n_images=args.images, seed=args.seed, progress=not args.quiet)
+    benchmark.save(args.out, images, table)
+    manifest.record(args.out, "textnorm build-synth-benchmark",
+                    {"generator": args.generator, "images": args.images, "composition_prompts": args.composition_prompts,
+                     "seed": args.seed})
+    print(f"wrote {len(table)} images of {table.prompt.nunique()} prompts to {args.out}; "
+          f"gold alignment {table.gold.mean():.3f}")
+    return 0
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    from textnorm.finetune.loop import FinetuneConfig, finetune
+
+    cfg = FinetuneConfig(method=args.method, reward=args.reward, model=args.model, prompts=args.prompt or [],
+                         steps=args.steps, n_prompts=args.n_prompts, samples_per_prompt=args.samples_per_prompt,
+                         sample_steps=args.sample_steps, lr=args.lr, lora_rank=args.lora_rank,
+                         kl_weight=args.kl_weight, temperature=args.temperature, lam=args.lam,
+                         resolution=args.resolution, mixed_precision=args.mixed_precision,
+                         grad_accum=args.grad_accum, seed=args.seed, device=args.device, gold=not args.no_gold,
+                         checkpoint_every=args.checkpoint_every)
+    metrics = finetune(cfg, out=args.out, resume=args.resume, progress=not args.quiet)
+    last = metrics[-1] if metrics else {}
+    print(f"{len(metrics)} steps; last: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "step"))
+    print(f"metrics and checkpoint in {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="textnorm",
@@ -188,6 +236,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="torch threads (use 1 if anything else runs)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_train_generator)
+
+    p = sub.add_parser("train-proxy", help="train a proxy reward model of the synthetic world",
+                       description="Train the contrastive (weak at counting) or the preference (likes large "
+                                   "objects) proxy reward; saved as a CLIP model folder for the reward registry.")
+    p.add_argument("--kind", choices=["contrastive", "preference"], required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_train_proxy)
+
+    p = sub.add_parser("build-synth-benchmark", help="sample TIA2-synth: prompts x images x 3 simulated labels",
+                       description="Sample images of the base generator for every counting caption and held-out "
+                                   "composition captions, label them with three simulated annotators and the gold "
+                                   "judge, and save the images and table (.npz).")
+    p.add_argument("--generator", default="data/synth/generator")
+    p.add_argument("--out", default="data/synth/tia2_synth.npz")
+    p.add_argument("--images", type=int, default=50, help="images per prompt")
+    p.add_argument("--composition-prompts", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_build_synth)
+
+    p = sub.add_parser(
+        "finetune", help="fine-tune a diffusion model against a reward (reward-weighted SFT or DDPO)",
+        description="Fine-tune the synthetic generator or any StableDiffusionPipeline-family model (hub id or "
+                    "folder) against a reward: gold, raw:PATH, textnorm:PATH, textnorm-mean:P1,P2, textnorm-ur:P1,P2. "
+                    "Writes metrics.json and checkpoint.pt to --out; --resume continues a run exactly. "
+                    "Multi-GPU: accelerate launch -m textnorm.cli finetune ...")
+    p.add_argument("--method", choices=["rwsft", "ddpo"], default="ddpo")
+    p.add_argument("--reward", default="gold")
+    p.add_argument("--model", default="data/synth/generator")
+    p.add_argument("--prompt", action="append", help="a training prompt (repeat); default: the synthetic captions")
+    p.add_argument("--out", required=True)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--n-prompts", type=int, default=4)
+    p.add_argument("--samples-per-prompt", type=int, default=8)
+    p.add_argument("--sample-steps", type=int, default=20)
+    p.add_argument("--lr", type=float, default=3e-4)
+    p.add_argument("--lora-rank", type=int, default=0, help="0: full fine-tuning")
+    p.add_argument("--kl-weight", type=float, default=0.0)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--lam", type=float, default=1.0)
+    p.add_argument("--resolution", type=int, default=None)
+    p.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--no-gold", action="store_true", help="no gold judge (models outside the synthetic world)")
+    p.add_argument("--checkpoint-every", type=int, default=0)
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_finetune)
     return parser
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
 from textnorm.synth import scenes
@@ -125,7 +125,7 @@ def train_proxy(out: str | Path, cfg: ProxyConfig = ProxyConfig(), progress: boo
         opt.step()
         sched.step()
         if step % 50 == 0:
-            log.append({"step": step, "loss": round(float(loss), 4)})
+            log.append({"step": step, "loss": round(loss.item(), 4)})
     model.eval()
     out = Path(out)
     model.save_pretrained(out)

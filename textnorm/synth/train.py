@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from diffusers import DDPMScheduler
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from textnorm.synth import judge, scenes
 from textnorm.synth.generator import SynthPipeline, to_model_space

@@ -181,3 +181,32 @@ def save_causal_lm(folder: str | Path, seed: int = 0) -> Path:
                         eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
     GPT2LMHeadModel(config).save_pretrained(folder)
     return folder
+
+
+def save_stable_diffusion(folder: str | Path, seed: int = 0, sample_size: int = 8) -> Path:
+    """A tiny StableDiffusionPipeline (UNet 32/64, VAE with one downsampling, CLIP text) in the
+    hub layout, loadable with ``StableDiffusionPipeline.from_pretrained``."""
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    tok = clip_tokenizer()
+    tok.model_max_length = 16
+    unet = UNet2DConditionModel(sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1,
+                                block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+                                attention_head_dim=8, norm_num_groups=8)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
+                        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+                        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), norm_num_groups=8)
+    text = CLIPTextModel(CLIPTextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                        num_attention_heads=4, vocab_size=len(tok.get_vocab()),
+                                        max_position_embeddings=16, eos_token_id=tok.eos_token_id,
+                                        bos_token_id=tok.bos_token_id, pad_token_id=tok.pad_token_id))
+    sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
+                          beta_end=0.012, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text, tokenizer=tok, scheduler=sched,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe.save_pretrained(folder)
+    return folder

@@ -1,0 +1,112 @@
+"""A small interface the fine-tuning loop needs from a text-to-image diffusion model.
+
+    cond = adapter.encode(prompts)          text conditioning (any structure)
+    eps  = adapter.eps(unet, x_t, t, cond)  noise prediction of the given UNet (policy or reference)
+    imgs = adapter.decode(x_0)              uint8 images (n, H, W, 3)
+    adapter.latent_shape                    shape of one x_T
+
+StableDiffusionAdapter wraps any diffusers ``StableDiffusionPipeline`` (e.g.
+stabilityai/stable-diffusion-2-1-base): latents of 4 x H/8 x W/8, VAE decoding, CLIP text states.
+SynthAdapter wraps :class:`textnorm.synth.generator.SynthPipeline` (pixel space, pooled text added
+to the time embedding). Both use the pipeline's scheduler's ``alphas_cumprod``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+class Adapter:
+    unet: torch.nn.Module
+    alphas_cumprod: torch.Tensor
+    latent_shape: tuple[int, ...]
+    device: torch.device
+
+    def encode(self, prompts: list[str]):
+        raise NotImplementedError
+
+    def eps(self, unet, x, t, cond) -> torch.Tensor:
+        raise NotImplementedError
+
+    def decode(self, x0: torch.Tensor) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def resolution(self) -> int:
+        raise NotImplementedError
+
+
+def _uint8(x: torch.Tensor) -> np.ndarray:
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+class SynthAdapter(Adapter):
+    def __init__(self, pipe):
+        self.pipe = pipe
+        self.unet = pipe.unet
+        self.device = pipe.unet.device
+        self.alphas_cumprod = pipe.scheduler.alphas_cumprod.to(torch.float32)
+        s = pipe.unet.config.sample_size
+        self.latent_shape = (3, s, s)
+
+    @property
+    def resolution(self) -> int:
+        return self.pipe.unet.config.sample_size
+
+    @torch.no_grad()
+    def encode(self, prompts):
+        return self.pipe.encode_prompt(list(prompts), self.device)
+
+    def eps(self, unet, x, t, cond):
+        states, pooled = cond
+        return unet(x, t, encoder_hidden_states=states, class_labels=pooled).sample
+
+    def decode(self, x0):
+        return _uint8(x0)
+
+
+class StableDiffusionAdapter(Adapter):
+    def __init__(self, pipe, resolution: int | None = None):
+        self.pipe = pipe
+        self.unet = pipe.unet
+        self.device = pipe.unet.device
+        self.alphas_cumprod = pipe.scheduler.alphas_cumprod.to(torch.float32)
+        self.factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+        self._resolution = resolution or pipe.unet.config.sample_size * self.factor
+        if self._resolution % self.factor:
+            raise ValueError(f"resolution {self._resolution} is not a multiple of the VAE factor {self.factor}")
+        side = self._resolution // self.factor
+        self.latent_shape = (pipe.unet.config.in_channels, side, side)
+
+    @property
+    def resolution(self) -> int:
+        return self._resolution
+
+    @torch.no_grad()
+    def encode(self, prompts):
+        tok = self.pipe.tokenizer(list(prompts), padding="max_length", max_length=self.pipe.tokenizer.model_max_length,
+                                  truncation=True, return_tensors="pt")
+        return self.pipe.text_encoder(tok.input_ids.to(self.device))[0]
+
+    def eps(self, unet, x, t, cond):
+        return unet(x, t, encoder_hidden_states=cond).sample
+
+    @torch.no_grad()
+    def decode(self, x0):
+        vae = self.pipe.vae
+        img = vae.decode(x0.to(vae.dtype) / vae.config.scaling_factor).sample
+        return _uint8(img)
+
+
+def make_adapter(pipe, resolution: int | None = None) -> Adapter:
+    from textnorm.synth.generator import SynthPipeline
+
+    if isinstance(pipe, SynthPipeline):
+        if resolution is not None and resolution != pipe.unet.config.sample_size:
+            raise ValueError(f"the synthetic generator draws {pipe.unet.config.sample_size} px images, "
+                             f"not {resolution} px")
+        return SynthAdapter(pipe)
+    if hasattr(pipe, "vae") and hasattr(pipe, "text_encoder"):
+        return StableDiffusionAdapter(pipe, resolution)
+    raise TypeError(f"unsupported pipeline {type(pipe).__name__}: use a StableDiffusionPipeline or SynthPipeline")

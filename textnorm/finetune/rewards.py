@@ -1,0 +1,74 @@
+"""Reward functions for fine-tuning: f(images uint8 (n, H, W, 3), prompts) -> float array (n,).
+
+Specs (strings, so a CLI and papermill parameters can name them):
+
+- ``gold``                       the synthetic world's judge (1 aligned, 0 not): a control
+- ``raw:PATH``                   a CLIP-family reward loaded from PATH (e.g. a proxy folder)
+- ``textnorm:PATH``              TextNorm-calibrated: softmax over [y, *C(y)] at ``temperature``
+- ``textnorm-mean:PATH1,PATH2``  mean ensemble of TextNorm-calibrated rewards
+- ``textnorm-ur:PATH1,PATH2``    uncertainty-regularised ensemble (mean - lambda var)
+
+C(y) comes from ``contrastive`` (default: the synthetic world's rules). Any registered reward
+name can stand in for PATH as ``NAME=PATH`` (e.g. ``raw:imagereward=/models/ImageReward``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from textnorm import calibration
+
+RewardFn = Callable[[np.ndarray, Sequence[str]], np.ndarray]
+
+
+def _load(item: str, device: str):
+    from textnorm.rewards import load_reward
+
+    name, _, path = item.partition("=") if "=" in item else ("clip", "", item)
+    return load_reward(name, path or None, device=device)
+
+
+def _calibrated(models, images, prompts, contrastive, temperature) -> np.ndarray:
+    """(n_models, n) TextNorm probabilities, scoring each prompt's images against [y, *C(y)]."""
+    out = np.empty((len(models), len(prompts)))
+    groups: dict[str, list[int]] = {}
+    for i, p in enumerate(prompts):
+        groups.setdefault(p, []).append(i)
+    for p, idx in groups.items():
+        texts = [p, *contrastive(p)]
+        for m, model in enumerate(models):
+            R = model.score_matrix([images[i] for i in idx], texts)
+            out[m, idx] = calibration.textnorm(R[:, 0], R[:, 1:], temperature)
+    return out
+
+
+def make_reward(spec: str, contrastive: Callable[[str], list[str]] | None = None, temperature: float = 1.0,
+                lam: float = 1.0, device: str = "cpu") -> RewardFn:
+    kind, _, arg = spec.partition(":")
+    kinds = ("gold", "raw", "textnorm", "textnorm-mean", "textnorm-ur")
+    if kind not in kinds:
+        raise ValueError(f"unknown reward kind {kind!r} in {spec!r}; use one of {', '.join(kinds)}")
+    if contrastive is None:
+        from textnorm.synth.scenes import contrastive_captions as contrastive
+    if kind == "gold":
+        from textnorm.synth import judge
+
+        return lambda images, prompts: judge.judge_batch(np.asarray(images), list(prompts)).astype(float)
+    if not arg:
+        raise ValueError(f"reward spec {spec!r} needs a model after the colon, e.g. 'raw:data/synth/proxy_contrastive'")
+    models = [_load(item, device) for item in arg.split(",")]
+    if kind == "raw":
+        if len(models) != 1:
+            raise ValueError("raw: takes one model")
+        return lambda images, prompts: models[0].score(list(images), list(prompts))
+    if kind == "textnorm":
+        return lambda images, prompts: _calibrated(models, list(images), list(prompts), contrastive, temperature)[0]
+    if kind == "textnorm-mean":
+        return lambda images, prompts: calibration.mean_ensemble(
+            _calibrated(models, list(images), list(prompts), contrastive, temperature))
+    if kind == "textnorm-ur":
+        return lambda images, prompts: calibration.ur_ensemble(
+            _calibrated(models, list(images), list(prompts), contrastive, temperature), lam)
+    raise AssertionError(kind)  # unreachable: kinds checked above

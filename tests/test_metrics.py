@@ -163,3 +163,13 @@ def test_summarize_columns(mirror):
     assert set(out.model) == set(tia2.MODELS)
     assert (out.n_prompts == 146).all()
     assert ((out.ci_low <= out["mean"]) & (out["mean"] <= out.ci_high)).all()
+
+
+def test_constant_scores_give_nan_correlations_without_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert np.isnan(metrics.spearman([1.0, 1.0, 1.0], [1, 0, 1]))
+        assert np.isnan(metrics.kendall([1.0, 1.0, 1.0], [1, 0, 1]))
+    assert metrics.auroc([1.0, 1.0, 1.0], [1, 0, 1]) == 0.5

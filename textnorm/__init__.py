@@ -9,4 +9,10 @@ Modules, each with one job:
 - :mod:`textnorm.cli`       the ``textnorm`` command line
 """
 
+import warnings
+
 __version__ = "0.1.0"
+
+# transformers and diffusers import tqdm.auto, which warns in Jupyter kernels without ipywidgets
+# and falls back to plain text bars: those are what we want, so the notice is noise.
+warnings.filterwarnings("ignore", message="IProgress not found")

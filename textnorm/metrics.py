@@ -84,12 +84,18 @@ def ap_at_k(scores, labels, k: int) -> float:
 
 
 def spearman(scores, labels) -> float:
+    """NaN when all scores are equal (no ranking: the correlation is undefined)."""
     s, y = _validate(scores, labels)
+    if np.all(s == s[0]):
+        return float("nan")
     return float(stats.spearmanr(s, y.astype(float)).statistic)
 
 
 def kendall(scores, labels) -> float:
+    """NaN when all scores are equal."""
     s, y = _validate(scores, labels)
+    if np.all(s == s[0]):
+        return float("nan")
     return float(stats.kendalltau(s, y.astype(float), variant="b").statistic)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from textnorm import calibration
 from textnorm.rewards.base import RewardModel

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 
 def as_rgb(image: Image.Image | np.ndarray) -> Image.Image:

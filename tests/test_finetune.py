@@ -136,3 +136,24 @@ def test_cli_finetune_and_resume(tmp_path, capsys):
     assert [m["step"] for m in metrics] == [0, 1]
     assert main(args[:5] + ["--reward", "magic:x"] + args[7:] + ["--steps", "1"]) == 1
     assert "unknown reward kind" in capsys.readouterr().err
+
+
+def test_trajectory_kl_matches_step_by_step():
+    pipe = SynthPipeline.build()
+    ad = make_adapter(pipe)
+    ref = SynthPipeline.build(seed=1).unet  # a different model as the reference
+    cond = ad.encode(["a red circle"] * 2)
+    traj = sampling.sample(ad, ad.unet, cond, 2, 4, 1.0, torch.Generator().manual_seed(0))
+    stepwise = sum(sampling.step_log_prob_and_kl(ad, ad.unet, ref, cond, traj, i, 1.0)[1] for i in range(4))
+    assert torch.allclose(sampling.trajectory_kl(ad, ref, cond, traj), stepwise.detach(), rtol=1e-4)
+
+
+def test_fixed_prompt_evaluation_is_paired_and_logged():
+    tuner = Finetuner(small(steps=2, eval_every=1, eval_samples=2, eval_prompts=["a red circle"]),
+                      pipe=SynthPipeline.build(), reward_fn=brightness)
+    first = tuner.evaluate()
+    assert first == tuner.evaluate()  # same noise, same model: same numbers
+    tuner.train(progress=False)
+    assert all("eval_gold" in r and "eval_reward" in r for r in tuner.metrics)
+    assert tuner.metrics[0]["eval_reward"] == first["eval_reward"]
+    assert tuner.final_eval["step"] == 2 and tuner.final_eval["eval_reward"] != first["eval_reward"]

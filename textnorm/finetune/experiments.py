@@ -37,7 +37,8 @@ def run_grid(model: str, rewards: Mapping[str, str], methods: Sequence[str], see
                                 "model": model})
         tuner = Finetuner(cfg, pipe=load_pipeline(model), reward_fn=reward_fns[name])
         tuner.train(progress=False)
-        frames.append(pd.DataFrame(tuner.metrics).assign(reward_name=name, method=method, seed=seed))
+        rows = tuner.metrics + ([tuner.final_eval] if tuner.final_eval else [])
+        frames.append(pd.DataFrame(rows).assign(reward_name=name, method=method, seed=seed))
         if (name, method, seed) in keep:
             kept[(name, method, seed)] = tuner.pipe
     return pd.concat(frames, ignore_index=True), kept

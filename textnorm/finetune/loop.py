@@ -68,6 +68,9 @@ class FinetuneConfig:
     device: str = "cpu"
     gold: bool = True             # log gold alignment (synthetic world only)
     checkpoint_every: int = 0
+    eval_every: int = 0           # evaluate on fixed prompts every k steps (0: never)
+    eval_prompts: list[str] = field(default_factory=list)  # empty: 8 held-out synthetic captions
+    eval_samples: int = 4         # images per evaluation prompt (same noise at every evaluation)
 
 
 def validate(cfg: FinetuneConfig) -> None:
@@ -153,9 +156,34 @@ class Finetuner:
         rng = np.random.default_rng(self.cfg.seed * 1_000_003 + step)
         return list(rng.choice(self.prompts, self.cfg.n_prompts, replace=len(self.prompts) < self.cfg.n_prompts))
 
+    @torch.no_grad()
+    def evaluate(self) -> dict:
+        """Reward (and gold) of samples for the fixed evaluation prompts, drawn with the same
+        noise at every evaluation (eta = 0), so successive evaluations are paired."""
+        cfg, ad = self.cfg, self.adapter
+        prompts = list(cfg.eval_prompts) or self._default_eval_prompts()
+        flat = [p for p in prompts for _ in range(cfg.eval_samples)]
+        self.unet.eval()
+        traj = sampling.sample(ad, self.unet, ad.encode(flat), len(flat), cfg.sample_steps, 0.0,
+                               _generator(cfg.seed, 0, salt=2))
+        images = ad.decode(traj.x0)
+        out = {"eval_reward": float(np.mean(self.reward_fn(images, flat)))}
+        if cfg.gold:
+            from textnorm.synth import judge
+
+            out["eval_gold"] = float(judge.judge_batch(images, flat).mean())
+        return out
+
+    def _default_eval_prompts(self) -> list[str]:
+        from textnorm.synth.scenes import split_captions
+
+        held = split_captions("counting", seed=0)[1][:4] + split_captions("composition", seed=0)[1][:4]
+        return held
+
     def run_step(self) -> dict:
         cfg, ad = self.cfg, self.adapter
         t0 = time.time()
+        evaluation = self.evaluate() if cfg.eval_every and self.step % cfg.eval_every == 0 else {}
         prompts = self._draw_prompts(self.step)
         flat = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
         cond = ad.encode(flat)
@@ -163,15 +191,12 @@ class Finetuner:
         traj = sampling.sample(ad, self.unet, cond, len(flat), cfg.sample_steps, cfg.eta, _generator(cfg.seed, self.step))
         images = ad.decode(traj.x0)
         rewards = np.asarray(self.reward_fn(images, flat), dtype=float)
-        row = {"step": self.step, "reward": float(rewards.mean())}
+        row = {"step": self.step, "reward": float(rewards.mean()), **evaluation}
         if cfg.gold:
             from textnorm.synth import judge
 
             row["gold"] = float(judge.judge_batch(images, flat).mean())
-        with torch.no_grad():
-            kl = sum(sampling.step_log_prob_and_kl(ad, self.unet, self.ref_unet, cond, traj, i, cfg.eta)[1]
-                     for i in range(len(traj.timesteps)))
-        row["kl"] = float(kl.mean())
+        row["kl"] = float(sampling.trajectory_kl(ad, self.ref_unet, cond, traj).mean())
         row.update(image_stats(images))
         self.unet.train()
         # under gradient accumulation the prepared optimiser only steps (and zeroes) every grad_accum calls
@@ -255,6 +280,8 @@ class Finetuner:
                 self.save_checkpoint(out)
         if out:
             self.save_checkpoint(out)
+        # the model after the last update (kept apart from the per-step metrics)
+        self.final_eval = {"step": self.step, **self.evaluate()} if self.cfg.eval_every else {}
         return self.metrics
 
     def save_checkpoint(self, out: str | Path) -> Path:

@@ -28,6 +28,9 @@ class Trajectory:
     timesteps: torch.Tensor    # (T,)
     log_probs: torch.Tensor    # (T, n)
     x0: torch.Tensor           # (n, *shape), final sample
+    means: torch.Tensor        # (T, n, *shape): the sampling policy's step means
+    sigmas: list[float]        # (T,)
+    eta: float
 
 
 def timesteps_for(alphas_cumprod: torch.Tensor, steps: int) -> torch.Tensor:
@@ -64,7 +67,7 @@ def sample(adapter, unet, cond, n: int, steps: int, eta: float, generator: torch
     clip = (len(adapter.latent_shape) == 3 and adapter.latent_shape[0] == 3) if clip is None else clip
     ts = timesteps_for(ac, steps)
     x = torch.randn((n, *adapter.latent_shape), generator=generator).to(adapter.device)
-    lats, lps = [x], []
+    lats, lps, means, sigmas = [x], [], [], []
     ctx = torch.enable_grad() if grad else torch.no_grad()
     with ctx:
         for i, t in enumerate(ts):
@@ -75,7 +78,26 @@ def sample(adapter, unet, cond, n: int, steps: int, eta: float, generator: torch
             x = (mean + sigma * noise) if sigma > 0 else mean
             lps.append(gaussian_log_prob(x, mean, sigma))
             lats.append(x)
-    return Trajectory(torch.stack(lats), ts, torch.stack(lps), x)
+            means.append(mean.detach())
+            sigmas.append(sigma)
+    return Trajectory(torch.stack(lats), ts, torch.stack(lps), x, torch.stack(means), sigmas, eta)
+
+
+@torch.no_grad()
+def trajectory_kl(adapter, ref_unet, cond, traj: Trajectory, clip: bool | None = None) -> torch.Tensor:
+    """Sum over steps of KL(policy step || reference step) along the sampled path, per sample.
+    Reuses the policy means recorded while sampling: only the reference model runs again."""
+    ac = adapter.alphas_cumprod
+    clip = (len(adapter.latent_shape) == 3 and adapter.latent_shape[0] == 3) if clip is None else clip
+    ts = traj.timesteps
+    total = torch.zeros(traj.x0.shape[0])
+    for i in range(len(ts)):
+        t_prev = int(ts[i + 1]) if i + 1 < len(ts) else -1
+        x = traj.latents[i]
+        ref_mean, _ = step_stats(adapter.eps(ref_unet, x, ts[i], cond), x, int(ts[i]), t_prev, ac, traj.eta, clip)
+        sigma = max(traj.sigmas[i], 1e-6)
+        total += (((traj.means[i] - ref_mean) ** 2).flatten(1).sum(1) / (2 * sigma ** 2)).cpu()
+    return total
 
 
 def step_log_prob_and_kl(adapter, unet, ref_unet, cond, traj: Trajectory, i: int, eta: float,

@@ -28,8 +28,11 @@ def _load(path: str, device, dtype):
 
 
 class _Blip2Mixin:
-    model: object
-    processor: object
+    """Loading and the shared vision / tokenizer calls of both heads."""
+
+    def __init__(self, path: str = BLIP2_ITM, *, device="cpu", dtype=torch.float32, batch_size: int = 32):
+        super().__init__(device=device, dtype=dtype, batch_size=batch_size)
+        self.model, self.processor = _load(path, self.device, dtype)
 
     def _vision(self, images):
         pix = self.processor.image_processor(images=images, return_tensors="pt")["pixel_values"]
@@ -43,10 +46,6 @@ class _Blip2Mixin:
 
 class Blip2ITC(_Blip2Mixin, DualEncoderReward):
     name = "blip2_itc"
-
-    def __init__(self, path: str = BLIP2_ITM, *, device="cpu", dtype=torch.float32, batch_size: int = 32):
-        super().__init__(device=device, dtype=dtype, batch_size=batch_size)
-        self.model, self.processor = _load(path, self.device, dtype)
 
     def _encode_images(self, images):
         m = self.model
@@ -72,10 +71,6 @@ class Blip2ITC(_Blip2Mixin, DualEncoderReward):
 
 class Blip2ITM(_Blip2Mixin, CrossEncoderReward):
     name = "blip2"
-
-    def __init__(self, path: str = BLIP2_ITM, *, device="cpu", dtype=torch.float32, batch_size: int = 32):
-        super().__init__(device=device, dtype=dtype, batch_size=batch_size)
-        self.model, self.processor = _load(path, self.device, dtype)
 
     def _image_features(self, images):
         return self._vision(images)

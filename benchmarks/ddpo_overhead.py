@@ -1,15 +1,19 @@
-"""Overhead of the fine-tuning loop: one DDPO step over the bare UNet passes it must do.
+"""Overhead of the fine-tuning loop: one DDPO round over the bare UNet passes it must do.
 
-A DDPO step with n samples and T denoising steps must run the UNet T times to sample (no grad)
-and T times forward + backward to train. The loop also decodes, scores, computes per-step
-log-probabilities and the KL to the reference model (T more forward passes of each UNet, for the
-logged KL). Printed side by side, in one run, on the synthetic generator (or a tiny SD pipeline):
+A DDPO round with n samples, T DDIM steps of which K are trained, minibatches of b and E inner
+epochs must run, at the least:
 
-    bare      = T forward (no grad) + T forward/backward, the same batch
-    loop step = Finetuner.run_step()
-    overhead  = loop / bare
+    sampling    T forward passes (no grad) on n samples
+    reference   K forward passes (no grad) on n samples (the logged KL and the KL penalty)
+    training    E * n / b minibatches x K forward + backward passes on b samples
 
-    python benchmarks/ddpo_overhead.py --samples 16 --sample-steps 20 --threads 2
+``bare`` times exactly these UNet calls; ``loop`` times ``Finetuner.run_step()``, which also
+encodes prompts, decodes, scores, computes log-probabilities, ratios and gradient norms, and
+steps the optimiser. Printed side by side in one run:
+
+    overhead = loop / bare          (target <= 1.2)
+
+    python benchmarks/ddpo_overhead.py --threads 1
 """
 
 from __future__ import annotations
@@ -19,46 +23,70 @@ import time
 
 import torch
 
-from textnorm.finetune.adapters import make_adapter
-from textnorm.finetune.loop import FinetuneConfig, Finetuner
-from textnorm.synth.generator import SynthPipeline
+
+def bare_round(tuner) -> None:
+    """The UNet passes one DDPO round of ``tuner`` must do, on random inputs of the same shapes."""
+    cfg, ad = tuner.cfg, tuner.adapter
+    n = cfg.n_prompts * cfg.samples_per_prompt
+    prompts = ["a red circle"] * n
+    cond = ad.encode(prompts)
+    x = torch.randn((n, *ad.latent_shape), device=ad.device)
+    t = tuner.chain.timesteps[0].to(ad.device)
+    K = len(tuner.trained_steps)
+    with torch.no_grad(), tuner.accelerator.autocast():
+        for _ in range(cfg.sample_steps):
+            ad.eps(tuner.unet, x, t, cond)
+        for _ in range(K):
+            ad.eps(tuner.ref_unet, x, t, cond)
+    sub = ad.encode(prompts[:cfg.batch_size])
+    xb = x[:cfg.batch_size]
+    for _ in range(cfg.inner_epochs * n // cfg.batch_size):
+        for _ in range(K):
+            with tuner.accelerator.autocast():
+                out = ad.eps(tuner.unet, xb, t, sub)
+            tuner.accelerator.backward(out.float().pow(2).mean())
+        tuner.opt.zero_grad(set_to_none=True)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--samples", type=int, default=16, help="images per step (4 prompts x samples/4)")
-    ap.add_argument("--sample-steps", type=int, default=20)
-    ap.add_argument("--threads", type=int, default=2)
+    from textnorm.finetune.config import FinetuneConfig
+    from textnorm.finetune.loop import Finetuner
+    from textnorm.finetune.task import plain_task
+    from textnorm.synth.generator import SynthPipeline
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap.add_argument("--prompts", type=int, default=8)
+    ap.add_argument("--samples-per-prompt", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--inner-epochs", type=int, default=1)
+    ap.add_argument("--sample-steps", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    def reward(images, prompts):
+    def brightness(images, prompts):
         return images.astype(float).mean(axis=(1, 2, 3)) / 255
 
-    cfg = FinetuneConfig(method="ddpo", steps=args.repeats + 1, n_prompts=4, samples_per_prompt=args.samples // 4,
-                         sample_steps=args.sample_steps, gold=False)
-    tuner = Finetuner(cfg, pipe=SynthPipeline.build(), reward_fn=reward)
-    ad = make_adapter(tuner.pipe)
-    n, T = cfg.n_prompts * cfg.samples_per_prompt, cfg.sample_steps
-    cond = ad.encode(["a red circle"] * n)
-    x = torch.randn((n, *ad.latent_shape))
-    t = torch.tensor(500)
-
-    def bare():
-        with torch.no_grad():
-            for _ in range(T):
-                ad.eps(tuner.unet, x, t, cond)
-        for _ in range(T):
-            ad.eps(tuner.unet, x, t, cond).pow(2).mean().backward()
-
+    prompts = [f"{w} red circles" for w in ("two", "three", "four")] + ["a red circle"]
+    prompts = (prompts * (args.prompts // 4 + 1))[:args.prompts]
+    cfg = FinetuneConfig(method="ddpo", steps=args.repeats + 1, n_prompts=args.prompts,
+                         samples_per_prompt=args.samples_per_prompt, batch_size=args.batch_size,
+                         inner_epochs=args.inner_epochs, sample_steps=args.sample_steps, min_train_sigma=0.05,
+                         task="prompts")
+    tuner = Finetuner(cfg, pipe=SynthPipeline.build(), reward_fn=brightness,
+                      task=plain_task(list(dict.fromkeys(prompts))))
     tuner.run_step()  # warm-up
-    bare()
+    bare_round(tuner)
     loop_t = min(_timed(tuner.run_step) for _ in range(args.repeats))
-    bare_t = min(_timed(bare) for _ in range(args.repeats))
-    print(f"DDPO step, {n} samples x {T} steps, {args.threads} threads, best of {args.repeats}")
+    bare_t = min(_timed(lambda: bare_round(tuner)) for _ in range(args.repeats))
+    n = args.prompts * args.samples_per_prompt
+    print(f"DDPO round: {n} samples x {args.sample_steps} DDIM steps ({len(tuner.trained_steps)} trained), "
+          f"minibatch {args.batch_size}, {args.inner_epochs} inner epoch(s), {args.threads} thread(s), "
+          f"best of {args.repeats}")
     print(f"{'bare UNet passes':24}{bare_t:8.3f} s")
-    print(f"{'loop step':24}{loop_t:8.3f} s")
+    print(f"{'loop round':24}{loop_t:8.3f} s")
     print(f"overhead ratio loop / bare: {loop_t / bare_t:.2f}")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import krippendorff
 import numpy as np
 import pandas as pd
@@ -41,10 +43,18 @@ def test_outcomes_count_both_sides():
     assert he.outcomes(df, "B", "A") == (1, 2, 1)
 
 
+def exact_sign_p(k: int, n: int) -> float:
+    """Two-sided exact sign test from first principles: the probability under Binomial(n, 1/2) of
+    every outcome no more likely than k (what binomtest's 'two-sided' means)."""
+    pmf = [math.comb(n, i) / 2 ** n for i in range(n + 1)]
+    return min(1.0, sum(q for q in pmf if q <= pmf[k] * (1 + 1e-7)))
+
+
 def test_sign_test_rules():
-    assert he.sign_test(30, 15, 10, "drop") == pytest.approx(stats.binomtest(30, 45).pvalue)
-    assert he.sign_test(30, 15, 10, "split") == pytest.approx(stats.binomtest(35, 55).pvalue)
-    assert he.sign_test(30, 15, 11, "split") == pytest.approx(stats.binomtest(35, 55).pvalue)  # one tie dropped
+    assert he.sign_test(9, 1) == pytest.approx(22 / 1024)  # textbook: 2 (1 + 10) / 2^10
+    assert he.sign_test(30, 15, 10, "drop") == pytest.approx(exact_sign_p(30, 45))
+    assert he.sign_test(30, 15, 10, "split") == pytest.approx(exact_sign_p(35, 55))
+    assert he.sign_test(30, 15, 11, "split") == pytest.approx(exact_sign_p(35, 55))  # one tie dropped
     assert he.sign_test(0, 0, 3) == 1.0
 
 
@@ -115,9 +125,11 @@ def test_krippendorff_against_package():
 
 
 def test_power():
-    # vectorised p-values agree with scipy's exact test
-    for n, k in [(20, 14), (31, 9), (10, 5)]:
-        assert min(1, 2 * stats.binom.cdf(min(k, n - k), n, 0.5)) == pytest.approx(stats.binomtest(k, n).pvalue)
+    # the power is the probability of the rejection region, summed here from first principles
+    for n, p in [(20, 0.7), (31, 0.4), (10, 0.5)]:
+        region = [k for k in range(n + 1) if exact_sign_p(k, n) <= 0.05]
+        expected = sum(math.comb(n, k) * p ** k * (1 - p) ** (n - k) for k in region)
+        assert he.sign_test_power(n, p) == pytest.approx(expected)
     res = he.judgments_needed(2 / 3, 0.05, 0.8)
     n = res["n_exact"]
     assert n is not None and all(he.sign_test_power(m, 2 / 3) >= 0.8 for m in range(n, n + 11))

@@ -69,7 +69,9 @@ def test_annotators_agreement_in_tia2_range():
 def test_generator_trains_saves_and_loads(tmp_path):
     log = train_generator(tmp_path / "gen", TrainConfig(steps=3, eval_every=3, eval_captions=4, threads=1),
                           progress=False)
-    assert log["eval"][-1]["step"] == 3 and 0 <= log["eval"][-1]["heldout_gold_alignment"] <= 1
+    acc = log["eval"][-1]["heldout_gold_alignment"]
+    # a share of 4 judged images (not, e.g., a pixel average): k / 4 for an integer k in 0..4
+    assert log["eval"][-1]["step"] == 3 and acc * 4 in {0, 1, 2, 3, 4}
     pipe = SynthPipeline.from_pretrained(tmp_path / "gen")
     a, b = pipe(["a red circle"] * 2, num_inference_steps=3, seed=5), pipe(["a red circle"] * 2, num_inference_steps=3, seed=5)
     assert a.shape == (2, 16, 16, 3) and a.dtype == np.uint8 and np.array_equal(a, b)

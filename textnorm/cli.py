@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -150,20 +151,35 @@ def _cmd_build_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
-    from textnorm.finetune.loop import FinetuneConfig, finetune
+    from textnorm.finetune.config import FinetuneConfig
+    from textnorm.finetune.loop import finetune
 
-    cfg = FinetuneConfig(method=args.method, reward=args.reward, model=args.model, prompts=args.prompt or [],
-                         steps=args.steps, n_prompts=args.n_prompts, samples_per_prompt=args.samples_per_prompt,
-                         sample_steps=args.sample_steps, lr=args.lr, lora_rank=args.lora_rank,
-                         kl_weight=args.kl_weight, temperature=args.temperature, lam=args.lam,
-                         resolution=args.resolution, mixed_precision=args.mixed_precision,
-                         grad_accum=args.grad_accum, seed=args.seed, device=args.device, gold=not args.no_gold,
-                         checkpoint_every=args.checkpoint_every)
+    cfg = FinetuneConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FinetuneConfig)})
     metrics = finetune(cfg, out=args.out, resume=args.resume, progress=not args.quiet)
     last = metrics[-1] if metrics else {}
-    print(f"{len(metrics)} steps; last: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "step"))
+    print(f"{len(metrics)} steps; last: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items()
+                                                      if k != "step" and isinstance(v, float)))
     print(f"metrics and checkpoint in {args.out}")
     return 0
+
+
+def _add_config_options(p: argparse.ArgumentParser, cls) -> None:
+    """One option per dataclass field, with the field's default, type and help (one definition)."""
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        hint = hints[f.name]
+        kwargs = {"help": f.metadata.get("help", "") + " (default: %(default)s)"}
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
+        if hint == list[str]:
+            p.add_argument("--" + f.name.rstrip("s").replace("_", "-"), dest=f.name, action="append", default=[],
+                           help=f.metadata.get("help", ""))
+            continue
+        base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
+        p.add_argument(flag, type=base, default=f.default, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,29 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
         "finetune", help="fine-tune a diffusion model against a reward (reward-weighted SFT or DDPO)",
         description="Fine-tune the synthetic generator or any StableDiffusionPipeline-family model (hub id or "
                     "folder) against a reward: gold, raw:PATH, textnorm:PATH, textnorm-mean:P1,P2, textnorm-ur:P1,P2. "
-                    "Writes metrics.json and checkpoint.pt to --out; --resume continues a run exactly. "
+                    "Writes metrics.json, state.json and checkpoint.pt to --out; --resume continues a run exactly "
+                    "(with the same settings but --steps). "
                     "Multi-GPU: accelerate launch -m textnorm.cli finetune ...")
-    p.add_argument("--method", choices=["rwsft", "ddpo"], default="ddpo")
-    p.add_argument("--reward", default="gold")
-    p.add_argument("--model", default="data/synth/generator")
-    p.add_argument("--prompt", action="append", help="a training prompt (repeat); default: the synthetic captions")
-    p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--n-prompts", type=int, default=4)
-    p.add_argument("--samples-per-prompt", type=int, default=8)
-    p.add_argument("--sample-steps", type=int, default=20)
-    p.add_argument("--lr", type=float, default=3e-4)
-    p.add_argument("--lora-rank", type=int, default=0, help="0: full fine-tuning")
-    p.add_argument("--kl-weight", type=float, default=0.0)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--lam", type=float, default=1.0)
-    p.add_argument("--resolution", type=int, default=None)
-    p.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], default="no")
-    p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--no-gold", action="store_true", help="no gold judge (models outside the synthetic world)")
-    p.add_argument("--checkpoint-every", type=int, default=0)
+    from textnorm.finetune.config import FinetuneConfig
+
+    _add_config_options(p, FinetuneConfig)
+    p.add_argument("--out", required=True, help="folder for metrics.json, state.json and checkpoint.pt")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_finetune)

@@ -27,7 +27,8 @@ def clip_tokenizer():
         vocab.setdefault(ch + "</w>", len(vocab))
     for special in ("<|startoftext|>", "<|endoftext|>"):
         vocab[special] = len(vocab)
-    return CLIPTokenizer(vocab=vocab, merges=[], unk_token="<|endoftext|>")
+    # model_max_length as CLIP's: left unset it is ~1e30 and padding to it overflows
+    return CLIPTokenizer(vocab=vocab, merges=[], unk_token="<|endoftext|>", model_max_length=77)
 
 
 def bert_vocab_file(folder: Path) -> Path:

@@ -1,14 +1,16 @@
 """A small interface the fine-tuning loop needs from a text-to-image diffusion model.
 
     cond = adapter.encode(prompts)          text conditioning (any structure)
-    eps  = adapter.eps(unet, x_t, t, cond)  noise prediction of the given UNet (policy or reference)
+    out  = adapter.eps(unet, x_t, t, cond)  the given UNet's output (policy or reference; eps, v or x_0
+                                            as the scheduler's prediction_type says)
     imgs = adapter.decode(x_0)              uint8 images (n, H, W, 3)
+    chain = adapter.chain(T)                the T-step DDIM chain of the pipeline's scheduler
     adapter.latent_shape                    shape of one x_T
 
 StableDiffusionAdapter wraps any diffusers ``StableDiffusionPipeline`` (e.g.
 stabilityai/stable-diffusion-2-1-base): latents of 4 x H/8 x W/8, VAE decoding, CLIP text states.
 SynthAdapter wraps :class:`textnorm.synth.generator.SynthPipeline` (pixel space, pooled text added
-to the time embedding). Both use the pipeline's scheduler's ``alphas_cumprod``.
+to the time embedding). Both sample with the pipeline's own scheduler config (:mod:`textnorm.ddim`).
 """
 
 from __future__ import annotations
@@ -16,12 +18,21 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from textnorm.ddim import Chain
+
 
 class Adapter:
+    pipe: object
     unet: torch.nn.Module
-    alphas_cumprod: torch.Tensor
     latent_shape: tuple[int, ...]
     device: torch.device
+
+    @property
+    def scheduler(self):
+        return self.pipe.scheduler
+
+    def chain(self, steps: int) -> Chain:
+        return Chain.from_scheduler(self.pipe.scheduler, steps)
 
     def encode(self, prompts: list[str]):
         raise NotImplementedError
@@ -46,7 +57,6 @@ class SynthAdapter(Adapter):
         self.pipe = pipe
         self.unet = pipe.unet
         self.device = pipe.unet.device
-        self.alphas_cumprod = pipe.scheduler.alphas_cumprod.to(torch.float32)
         s = pipe.unet.config.sample_size
         self.latent_shape = (3, s, s)
 
@@ -71,7 +81,6 @@ class StableDiffusionAdapter(Adapter):
         self.pipe = pipe
         self.unet = pipe.unet
         self.device = pipe.unet.device
-        self.alphas_cumprod = pipe.scheduler.alphas_cumprod.to(torch.float32)
         self.factor = 2 ** (len(pipe.vae.config.block_out_channels) - 1)
         self._resolution = resolution or pipe.unet.config.sample_size * self.factor
         if self._resolution % self.factor:
@@ -85,8 +94,11 @@ class StableDiffusionAdapter(Adapter):
 
     @torch.no_grad()
     def encode(self, prompts):
-        tok = self.pipe.tokenizer(list(prompts), padding="max_length", max_length=self.pipe.tokenizer.model_max_length,
-                                  truncation=True, return_tensors="pt")
+        tokenizer = self.pipe.tokenizer
+        # a tokenizer saved without a length limit reports ~1e30; CLIP's text encoder has its own
+        max_length = min(tokenizer.model_max_length, self.pipe.text_encoder.config.max_position_embeddings)
+        tok = tokenizer(list(prompts), padding="max_length", max_length=max_length, truncation=True,
+                        return_tensors="pt")
         return self.pipe.text_encoder(tok.input_ids.to(self.device))[0]
 
     def eps(self, unet, x, t, cond):

@@ -1,91 +1,64 @@
 """One fine-tuning loop for diffusers text-to-image pipelines and the synthetic generator.
 
-Each step draws ``n_prompts`` prompts and ``samples_per_prompt`` images per prompt from the
-current model (DDIM, eta > 0, log-probabilities recorded), scores them with the reward, and
-updates the UNet (all weights, or LoRA adapters through peft) by one of:
+The policy is the DDIM chain of :mod:`textnorm.ddim` (eta > 0) run by the UNet being trained
+(all weights, or LoRA adapters through peft); the reference is the base model. Two methods:
 
-- ``rwsft`` (reward-weighted SFT, the recipe the TextNorm authors used): keep the top
-  ``top_fraction`` of each prompt's samples by reward, min-max normalise their rewards to weights
-  w in [0, 1] and minimise
-      mean_i w_i || eps_theta(x_t, t, y) - eps ||^2 + beta || eps_theta(x_t, t, y) - eps_ref(x_t, t, y) ||^2
-  at random t on the kept samples (beta = ``pretrain_weight``);
-- ``ddpo`` (policy gradient on the denoising chain): advantages A = (r - mean_y) / (std_y + 1e-6)
-  per prompt; for every recorded step, ratio = exp(log p_theta - log p_old) and the PPO loss
-  mean(max(-A ratio, -A clip(ratio, 1 - eps, 1 + eps))), plus ``kl_weight`` times the KL to the
-  reference model along the trajectory (DPOK);
-- ``best_of_n`` is not a training method: :func:`best_of_n` picks, per prompt, the best of n
-  samples of the base model.
+``ddpo`` (Black et al., 2023; PPO on the denoising chain). Each step (a *round*) samples
+``n_prompts`` x ``samples_per_prompt`` trajectories with the current policy, scores them, and forms
+per-prompt advantages A = clip((r - mean_y) / (std_y + 1e-6), -adv_clip, adv_clip). Then
+``inner_epochs`` passes over the samples in shuffled minibatches of ``batch_size``; each minibatch
+is one optimiser update of
 
-Every step logs the proxy reward, the gold alignment (when a gold judge is available), the KL
-of the sampling trajectory to the reference model, and image statistics that reveal reward
-hacking (brightness, saturation, share of background pixels). All randomness is drawn from
-generators seeded by (seed, step), and checkpoints hold model, optimiser and metrics, so a resumed
-run continues exactly as an uninterrupted one.
+    L = mean over trained steps k and samples of  max(-A rho_k, -A clip(rho_k, 1 - c, 1 + c))
+        + kl_weight * KL_k / D,      rho_k = exp((log p_theta(x_k-1 | x_k) - log p_old(...)) / D)
+
+with D the number of dimensions of x: log-probabilities are summed over dimensions (nats,
+:mod:`textnorm.ddim`), and the ratio uses the per-dimension log-ratio, as DDPO does, so the clip
+range c does not depend on the resolution. The first update of a round has rho = 1; later ones
+move rho, and clipping binds (``clipfrac`` in the metrics). KL_k is the step's KL to the
+reference model (DPOK's regulariser, Fan et al., 2023), also per dimension in the loss. Trained
+steps: the stochastic steps whose sigma is at least ``min_train_sigma`` (see FinetuneConfig).
+
+``rwsft`` (reward-weighted SFT, the recipe the TextNorm authors took from Lee et al., 2023):
+a pool of ``pool_size`` samples per training prompt from the model, the top ``top_fraction`` of
+each prompt's pool by reward kept with weights w = (r - min_y) / (max_y - min_y) (min and max over
+the prompt's whole pool, so a kept sample is weighted by where it stands; a prompt whose pool is
+all ties carries no signal and is dropped), then ``steps`` updates of
+
+    L = mean_i w_i || f_theta(x_t, t, y) - target ||^2 + pretrain_weight || f_theta - f_ref ||^2
+
+on minibatches of kept samples at uniform random t (target eps, v or x_0 by the scheduler's
+``prediction_type``). The pool is drawn once from the base model (offline, the authors' recipe)
+or, with ``pool_every = k``, redrawn from the current model every k updates (iterated, online).
+
+Every round / update is logged: proxy reward and gold alignment (when the task has a judge) of
+the samples, the KL of the trained steps to the reference model (nats, per sample), image
+statistics that reveal reward hacking, and for DDPO ``approx_kl``, ``clipfrac`` and per-step
+gradient norms. ``eval_every`` measures reward and gold on the task's training prompts (primary)
+and held-out prompts with the same noise each time, so successive evaluations are paired. All
+randomness comes from CPU generators seeded by (seed, step), and a checkpoint holds weights,
+optimiser and (RWSFT) pool, so a resumed run continues exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import os
+import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from textnorm.finetune import sampling
+from textnorm import ddim
 from textnorm.finetune.adapters import make_adapter
+from textnorm.finetune.config import METHODS, FinetuneConfig, validate
 from textnorm.finetune.rewards import make_reward
-
-METHODS = ("rwsft", "ddpo")
-
-
-@dataclass
-class FinetuneConfig:
-    method: str = "ddpo"
-    reward: str = "gold"
-    model: str = "data/synth/generator"
-    prompts: list[str] = field(default_factory=list)   # empty: the synthetic world's training captions
-    steps: int = 10
-    n_prompts: int = 4
-    samples_per_prompt: int = 8
-    sample_steps: int = 20
-    eta: float = 1.0
-    lr: float = 3e-4
-    lora_rank: int = 0            # 0: full fine-tuning
-    kl_weight: float = 0.0
-    clip_range: float = 1e-2
-    top_fraction: float = 0.5
-    pretrain_weight: float = 1.0
-    temperature: float = 1.0      # TextNorm
-    lam: float = 1.0              # UR ensemble
-    resolution: int | None = None
-    mixed_precision: str = "no"   # "fp16" / "bf16" on GPUs
-    grad_accum: int = 1
-    seed: int = 0
-    device: str = "cpu"
-    gold: bool = True             # log gold alignment (synthetic world only)
-    checkpoint_every: int = 0
-    eval_every: int = 0           # evaluate on fixed prompts every k steps (0: never)
-    eval_prompts: list[str] = field(default_factory=list)  # empty: 8 held-out synthetic captions
-    eval_samples: int = 4         # images per evaluation prompt (same noise at every evaluation)
-
-
-def validate(cfg: FinetuneConfig) -> None:
-    if cfg.method not in METHODS:
-        raise ValueError(f"unknown method {cfg.method!r}; choose from {METHODS} (best-of-n: textnorm.finetune.loop.best_of_n)")
-    if cfg.n_prompts < 1 or cfg.samples_per_prompt < 1:
-        raise ValueError(f"need at least one prompt and one sample per prompt (got n_prompts={cfg.n_prompts}, "
-                         f"samples_per_prompt={cfg.samples_per_prompt})")
-    if cfg.method == "ddpo" and cfg.samples_per_prompt < 2:
-        raise ValueError("DDPO normalises advantages per prompt: samples_per_prompt must be >= 2")
-    if cfg.steps < 0 or cfg.sample_steps < 1:
-        raise ValueError("steps must be >= 0 and sample_steps >= 1")
-    if not 0 < cfg.top_fraction <= 1:
-        raise ValueError(f"top_fraction must be in (0, 1], got {cfg.top_fraction}")
-
+from textnorm.finetune.task import Task, make_task
 
 def load_pipeline(path: str, device: str = "cpu"):
     """The synthetic generator or any diffusers StableDiffusionPipeline-family model."""
@@ -106,37 +79,60 @@ def image_stats(images: np.ndarray) -> dict[str, float]:
             "background_share": float((sat < 0.15).mean())}
 
 
-def _generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
+def make_generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
+    """The CPU generator of one random draw: (seed, step, purpose) -> stream."""
     return torch.Generator("cpu").manual_seed(seed * 1_000_003 + step * 7919 + salt)
 
 
+SALT_SAMPLE, SALT_TRAIN, SALT_EVAL, SALT_HELDOUT, SALT_POOL = 0, 1, 2, 3, 4
+
+
 class Finetuner:
-    def __init__(self, cfg: FinetuneConfig, pipe=None, reward_fn=None):
+    def __init__(self, cfg: FinetuneConfig, pipe=None, reward_fn=None, task: Task | None = None):
         validate(cfg)
         self.cfg = cfg
         torch.manual_seed(cfg.seed)
         self.pipe = pipe if pipe is not None else load_pipeline(cfg.model, cfg.device)
         self.adapter = make_adapter(self.pipe, cfg.resolution)
-        self.reward_fn = reward_fn or make_reward(cfg.reward, temperature=cfg.temperature, lam=cfg.lam,
-                                                  device=cfg.device)
-        self.prompts = list(cfg.prompts) or self._default_prompts()
+        self.task = task or self._make_task()
+        self.chain = self.adapter.chain(cfg.sample_steps)
+        # trained steps: by default those with sigma >= 0.05 (FinetuneConfig.min_train_sigma); see
+        # the docstring for why the low-noise steps are left out
+        self.trained_steps = [i for i in self.chain.stochastic(cfg.eta)
+                              if float(self.chain.sigma(i, cfg.eta)) >= cfg.min_train_sigma]
+        if cfg.method == "ddpo" and not self.trained_steps:
+            raise ValueError(f"no DDIM step has sigma >= min_train_sigma={cfg.min_train_sigma}")
+        self.reward_fn = reward_fn or make_reward(cfg.reward, contrastive=self.task.contrastive,
+                                                  temperature=cfg.temperature, lam=cfg.lam, device=cfg.device,
+                                                  gold=self.task.gold)
         unet = self.adapter.unet
         unet.requires_grad_(False)
         for module in (getattr(self.pipe, "text_encoder", None), getattr(self.pipe, "vae", None)):
             if module is not None:
                 module.requires_grad_(False)
+        half = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(cfg.mixed_precision)
+        if half is not None:  # frozen weights in half precision; trainable ones stay in fp32 (below)
+            for module in (getattr(self.pipe, "text_encoder", None), getattr(self.pipe, "vae", None)):
+                if module is not None:
+                    module.to(half)
         if cfg.lora_rank > 0:
             from peft import LoraConfig
 
+            if half is not None:
+                unet.to(half)
             unet.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_rank, init_lora_weights="gaussian",
                                         target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
             self.ref_unet = _AdaptersOff(unet)
         else:
             self.ref_unet = copy.deepcopy(unet).eval()
+            if half is not None:
+                self.ref_unet.to(half)
             unet.requires_grad_(True)
         self.params = [p for p in unet.parameters() if p.requires_grad]
         if not self.params:
             raise ValueError("no trainable parameters (LoRA found no attention projections?)")
+        for p in self.params:
+            p.data = p.data.float()
         from accelerate import Accelerator
 
         self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
@@ -144,165 +140,310 @@ class Finetuner:
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=0.0)
         self.unet, self.opt = self.accelerator.prepare(unet, self.opt)
         self.step = 0
+        self.updates = 0   # optimiser updates so far (learning-rate warm-up)
         self.metrics: list[dict] = []
+        self.final_eval: dict = {}
+        self.pool: dict | None = None   # RWSFT: kept samples, their prompts and weights
 
-    def _default_prompts(self) -> list[str]:
-        from textnorm.synth.scenes import split_captions
+    def _make_task(self) -> Task:
+        from textnorm.synth.generator import SynthPipeline
 
-        return [c for s in ("counting", "composition") for c in split_captions(s, seed=0)[0]]
+        name = self.cfg.task
+        if name == "auto":
+            name = "synth" if isinstance(self.pipe, SynthPipeline) else "prompts"
+        task = make_task(name, self.cfg.prompts, seed=0)
+        if self.cfg.eval_prompts:
+            task.eval_prompts = list(self.cfg.eval_prompts)
+        return task
 
-    # ------------------------------------------------------------------ one step
-    def _draw_prompts(self, step: int) -> list[str]:
-        rng = np.random.default_rng(self.cfg.seed * 1_000_003 + step)
-        return list(rng.choice(self.prompts, self.cfg.n_prompts, replace=len(self.prompts) < self.cfg.n_prompts))
+    # ------------------------------------------------------------------ sampling
+    def _eps_fn(self, unet, cond):
+        return lambda x, t: self.adapter.eps(unet, x, t, cond)
 
     @torch.no_grad()
-    def evaluate(self) -> dict:
-        """Reward (and gold) of samples for the fixed evaluation prompts, drawn with the same
-        noise at every evaluation (eta = 0), so successive evaluations are paired."""
-        cfg, ad = self.cfg, self.adapter
-        prompts = list(cfg.eval_prompts) or self._default_eval_prompts()
-        flat = [p for p in prompts for _ in range(cfg.eval_samples)]
+    def sample(self, prompts: list[str], generator: torch.Generator, eta: float | None = None,
+               unet=None) -> tuple[ddim.Trajectory, object]:
+        """Trajectories of the given prompts under the current policy (or ``unet``), with the
+        training autocast policy."""
+        ad = self.adapter
+        cond = ad.encode(prompts)
+        x = torch.randn((len(prompts), *ad.latent_shape), generator=generator).to(ad.device)
+        was_training = self.unet.training
         self.unet.eval()
-        traj = sampling.sample(ad, self.unet, ad.encode(flat), len(flat), cfg.sample_steps, 0.0,
-                               _generator(cfg.seed, 0, salt=2))
-        images = ad.decode(traj.x0)
-        out = {"eval_reward": float(np.mean(self.reward_fn(images, flat)))}
-        if cfg.gold:
-            from textnorm.synth import judge
+        with self.accelerator.autocast():
+            traj = ddim.sample(self._eps_fn(unet or self.unet, cond), self.chain, x,
+                               self.cfg.eta if eta is None else eta, generator)
+        self.unet.train(was_training)
+        return traj, cond
 
-            out["eval_gold"] = float(judge.judge_batch(images, flat).mean())
+    @torch.no_grad()
+    def evaluate(self, eta: float | None = None) -> dict:
+        """Reward and gold of ``eval_samples`` images for each training prompt (``eval_*``) and each
+        held-out prompt (``heldout_*``), drawn with the same noise at every evaluation (paired).
+        eta: the training policy's by default; 0 for deterministic sampling."""
+        out = {}
+        for key, prompts, salt in (("eval", self.task.train_prompts, SALT_EVAL),
+                                   ("heldout", self.task.eval_prompts, SALT_HELDOUT)):
+            if not prompts:
+                continue
+            flat = [p for p in prompts for _ in range(self.cfg.eval_samples)]
+            traj, _ = self.sample(flat, make_generator(self.cfg.seed, 0, salt), eta=eta)
+            images = self.adapter.decode(traj.x0)
+            out[f"{key}_reward"] = float(np.mean(self.reward_fn(images, flat)))
+            if self.task.gold is not None:
+                out[f"{key}_gold"] = float(np.mean(self.task.gold(images, flat)))
         return out
 
-    def _default_eval_prompts(self) -> list[str]:
-        from textnorm.synth.scenes import split_captions
-
-        held = split_captions("counting", seed=0)[1][:4] + split_captions("composition", seed=0)[1][:4]
-        return held
-
+    # ------------------------------------------------------------------ one step
     def run_step(self) -> dict:
-        cfg, ad = self.cfg, self.adapter
         t0 = time.time()
-        evaluation = self.evaluate() if cfg.eval_every and self.step % cfg.eval_every == 0 else {}
-        prompts = self._draw_prompts(self.step)
-        flat = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
-        cond = ad.encode(flat)
-        self.unet.eval()
-        traj = sampling.sample(ad, self.unet, cond, len(flat), cfg.sample_steps, cfg.eta, _generator(cfg.seed, self.step))
-        images = ad.decode(traj.x0)
-        rewards = np.asarray(self.reward_fn(images, flat), dtype=float)
-        row = {"step": self.step, "reward": float(rewards.mean()), **evaluation}
-        if cfg.gold:
-            from textnorm.synth import judge
-
-            row["gold"] = float(judge.judge_batch(images, flat).mean())
-        row["kl"] = float(sampling.trajectory_kl(ad, self.ref_unet, cond, traj).mean())
-        row.update(image_stats(images))
+        row = {"step": self.step}
+        if self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
+            row.update(self.evaluate())
         self.unet.train()
-        # under gradient accumulation the prepared optimiser only steps (and zeroes) every grad_accum calls
-        with self.accelerator.accumulate(self.unet):
-            loss = self._ddpo(traj, cond, rewards, flat) if cfg.method == "ddpo" else self._rwsft(traj, cond, rewards, flat)
-        row["loss"] = loss
+        row.update(self._ddpo_round() if self.cfg.method == "ddpo" else self._rwsft_update())
+        for key in ("loss",):
+            if key in row and not np.isfinite(row[key]):
+                raise FloatingPointError(f"{self.cfg.method} step {self.step}: the loss became {row[key]}; "
+                                         "lower the learning rate or check the reward")
         row["seconds"] = round(time.time() - t0, 3)
         self.metrics.append(row)
         self.step += 1
         return row
 
-    def _ddpo(self, traj, cond, rewards, flat) -> float:
-        cfg = self.cfg
+    def _score(self, images: np.ndarray, flat: list[str]) -> tuple[np.ndarray, dict]:
+        rewards = np.asarray(self.reward_fn(images, flat), dtype=float)
+        if not np.all(np.isfinite(rewards)):
+            raise FloatingPointError(f"step {self.step}: the reward returned non-finite values")
+        row = {"reward": float(rewards.mean())}
+        if self.task.gold is not None:
+            row["gold"] = float(np.mean(self.task.gold(images, flat)))
+        row.update(image_stats(images))
+        return rewards, row
+
+    def _draw_prompts(self) -> list[str]:
+        prompts = self.task.train_prompts
+        if self.cfg.n_prompts == len(prompts):
+            return list(prompts)
+        rng = np.random.default_rng(self.cfg.seed * 1_000_003 + self.step)
+        return rng.choice(prompts, self.cfg.n_prompts, replace=len(prompts) < self.cfg.n_prompts).tolist()
+
+    def _ddpo_round(self) -> dict:
+        cfg, ad, chain = self.cfg, self.adapter, self.chain
+        prompts = self._draw_prompts()
+        flat = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
+        traj, cond = self.sample(flat, make_generator(cfg.seed, self.step, SALT_SAMPLE))
+        rewards, row = self._score(ad.decode(traj.x0), flat)
         adv = np.zeros_like(rewards)
-        for p in set(flat):
+        for p in prompts:
             idx = [i for i, q in enumerate(flat) if q == p]
             r = rewards[idx]
             adv[idx] = (r - r.mean()) / (r.std() + 1e-6)
-        adv_t = torch.tensor(adv, dtype=torch.float32, device=self.adapter.device)
-        old = traj.log_probs
-        total = 0.0
-        n_steps = len(traj.timesteps)
-        self.opt.zero_grad(set_to_none=True)
-        for i in range(n_steps):
-            with self.accelerator.autocast():
-                lp, kl = sampling.step_log_prob_and_kl(self.adapter, self.unet, self.ref_unet if cfg.kl_weight else None,
-                                                       cond, traj, i, cfg.eta)
-                ratio = torch.exp(lp - old[i])
-                unclipped = -adv_t * ratio
-                clipped = -adv_t * ratio.clamp(1 - cfg.clip_range, 1 + cfg.clip_range)
-                loss = (torch.maximum(unclipped, clipped).mean() + cfg.kl_weight * kl.mean()) / n_steps
-            self.accelerator.backward(loss)
-            total += float(loss.detach())
-        self._optimizer_step()
-        return total
+        adv_t = torch.tensor(np.clip(adv, -cfg.adv_clip, cfg.adv_clip), dtype=torch.float32, device=ad.device)
+        steps = self.trained_steps
+        # the reference model's step means on the sampled path: for the logged KL and the penalty
+        # (the reference and the path do not change within the round)
+        with torch.no_grad(), self.accelerator.autocast():
+            ref_means = {i: chain.mean(i, ad.eps(self.ref_unet, traj.latents[i], chain.timesteps[i].to(ad.device), cond),
+                                       traj.latents[i], cfg.eta).float() for i in steps}
+            kl = sum(chain.kl(i, traj.means[i].float(), ref_means[i], cfg.eta) for i in steps)
+        row["kl"] = float(kl.mean())
+        D = traj.x0[0].numel()
+        n = len(flat)
+        stats = {"loss": [], "approx_kl": [], "clipfrac": []}
+        grad_norms = []
+        g = make_generator(cfg.seed, self.step, SALT_TRAIN)
+        for epoch in range(cfg.inner_epochs):
+            perm = torch.randperm(n, generator=g)
+            for b in range(0, n, cfg.batch_size):
+                mb = perm[b:b + cfg.batch_size].to(ad.device)
+                track = epoch == 0 and b == 0   # per-step gradient norms on the round's first minibatch
+                with self.accelerator.accumulate(self.unet):
+                    sub = _index_cond(cond, mb)
+                    prev = None
+                    for i in steps:
+                        t = chain.timesteps[i].to(ad.device)
+                        with self.accelerator.autocast():
+                            mean = chain.mean(i, ad.eps(self.unet, traj.latents[i][mb], t, sub), traj.latents[i][mb],
+                                              cfg.eta).float()
+                        lp = chain.log_prob(i, traj.latents[i + 1][mb].float(), mean, cfg.eta)
+                        log_ratio = (lp - traj.log_probs[i][mb].float()) / D
+                        ratio = torch.exp(log_ratio)
+                        a = adv_t[mb]
+                        pg = torch.maximum(-a * ratio, -a * ratio.clamp(1 - cfg.clip_range, 1 + cfg.clip_range))
+                        loss = pg.mean()
+                        if cfg.kl_weight:
+                            loss = loss + cfg.kl_weight * (chain.kl(i, mean, ref_means[i][mb], cfg.eta) / D).mean()
+                        loss = loss / len(steps)
+                        self.accelerator.backward(loss)
+                        stats["loss"].append(float(loss.detach()) * len(steps))
+                        stats["approx_kl"].append(float(0.5 * (log_ratio.detach() ** 2).mean()))
+                        stats["clipfrac"].append(float(((ratio.detach() - 1).abs() > cfg.clip_range).float().mean()))
+                        if track:
+                            grads = torch.cat([p.grad.detach().flatten() for p in self.params if p.grad is not None])
+                            grad_norms.append(float((grads - prev).norm()) if prev is not None else float(grads.norm()))
+                            prev = grads
+                    self._sync_step()
+        row.update({k: float(np.mean(v)) for k, v in stats.items()})
+        row["grad_norms"] = grad_norms   # per trained step (listed in trained_steps order)
+        return row
 
-    def _rwsft(self, traj, cond, rewards, flat) -> float:
-        cfg, ad = self.cfg, self.adapter
-        keep, weights = [], []
-        for p in dict.fromkeys(flat):
-            idx = np.array([i for i, q in enumerate(flat) if q == p])
-            k = max(1, int(round(cfg.top_fraction * len(idx))))
-            top = idx[np.argsort(-rewards[idx], kind="stable")[:k]]
-            r = rewards[top]
-            w = (r - r.min()) / (r.max() - r.min()) if r.max() > r.min() else np.ones_like(r)
-            keep += top.tolist()
-            weights += w.tolist()
-        keep_t = torch.tensor(keep)
-        x0 = traj.x0[keep_t]
-        sub_cond = _index_cond(cond, keep_t)
-        g = _generator(cfg.seed, self.step, salt=1)
-        t = torch.randint(0, ad.alphas_cumprod.shape[0], (len(keep),), generator=g)
-        eps = torch.randn(x0.shape, generator=g).to(ad.device)
-        a = ad.alphas_cumprod[t].view(-1, *[1] * (x0.dim() - 1)).to(ad.device)
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
-        w = torch.tensor(weights, dtype=torch.float32, device=ad.device)
-        self.opt.zero_grad(set_to_none=True)
-        with self.accelerator.autocast():
-            pred = ad.eps(self.unet, xt, t.to(ad.device), sub_cond)
-            with torch.no_grad():
-                ref = ad.eps(self.ref_unet, xt, t.to(ad.device), sub_cond)
-            per = ((pred - eps) ** 2).flatten(1).mean(1)
-            pen = ((pred - ref) ** 2).flatten(1).mean(1)
-            loss = (w * per).mean() + cfg.pretrain_weight * pen.mean()
-        self.accelerator.backward(loss)
-        self._optimizer_step()
-        return float(loss.detach())
-
-    def _optimizer_step(self) -> None:
-        self.accelerator.clip_grad_norm_(self.params, 1.0)
+    def _sync_step(self) -> None:
+        if self.accelerator.sync_gradients:
+            self.accelerator.clip_grad_norm_(self.params, self.cfg.max_grad_norm)
+            lr = self.cfg.lr * min(1.0, (self.updates + 1) / (self.cfg.warmup + 1))
+            for group in self.opt.param_groups:
+                group["lr"] = lr
+            self.updates += 1
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
 
-    # ------------------------------------------------------------------ run, checkpoints
+    # ------------------------------------------------------------------ RWSFT
+    def build_pool(self) -> dict:
+        """``pool_size`` samples per training prompt from the current model; keep each prompt's top
+        ``top_fraction`` with min-max weights over the prompt's whole pool."""
+        cfg = self.cfg
+        prompts = self.task.train_prompts
+        flat = [p for p in prompts for _ in range(cfg.pool_size)]
+        traj, _ = self.sample(flat, make_generator(cfg.seed, self.step, SALT_POOL), eta=cfg.pool_eta)
+        rewards, row = self._score(self.adapter.decode(traj.x0), flat)
+        k = max(1, int(round(cfg.top_fraction * cfg.pool_size)))
+        keep, weights, dropped = [], [], 0
+        for j in range(len(prompts)):
+            r = rewards[j * cfg.pool_size:(j + 1) * cfg.pool_size]
+            if r.max() == r.min():
+                dropped += 1   # all ties: no sample is better than another
+                continue
+            top = np.argsort(-r, kind="stable")[:k]
+            keep += (j * cfg.pool_size + top).tolist()
+            weights += ((r[top] - r.min()) / (r.max() - r.min())).tolist()
+        if not keep:
+            raise ValueError("every prompt's pool has tied rewards: reward-weighted SFT has nothing to learn from")
+        self.pool = {"x0": traj.x0[keep].float().cpu(), "prompt": [flat[i] for i in keep],
+                     "weight": torch.tensor(weights, dtype=torch.float32)}
+        return {**{f"pool_{k}": v for k, v in row.items()}, "pool_kept": len(keep), "pool_dropped_prompts": dropped}
+
+    def _rwsft_update(self) -> dict:
+        cfg, ad = self.cfg, self.adapter
+        row = {}
+        if self.pool is None or (cfg.pool_every and self.step % cfg.pool_every == 0):
+            row.update(self.build_pool())
+        pool = self.pool
+        g = make_generator(cfg.seed, self.step, SALT_TRAIN)
+        sched = ad.scheduler
+        ac = sched.alphas_cumprod.to(torch.float32)
+        losses = []
+        for _ in range(cfg.grad_accum):
+            idx = torch.randint(0, len(pool["prompt"]), (cfg.batch_size,), generator=g)
+            x0 = pool["x0"][idx].to(ad.device)
+            if cfg.sft_min_t >= ac.shape[0]:
+                raise ValueError(f"sft_min_t={cfg.sft_min_t} leaves no timestep below {ac.shape[0]}")
+            t = torch.randint(cfg.sft_min_t, ac.shape[0], (len(idx),), generator=g)
+            eps = torch.randn(x0.shape, generator=g).to(ad.device)
+            a = ac[t].view(-1, *[1] * (x0.dim() - 1)).to(ad.device)
+            xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
+            target = ddim.training_target(sched.config.prediction_type, x0, eps, a)
+            cond = ad.encode([pool["prompt"][i] for i in idx.tolist()])
+            w = pool["weight"][idx].to(ad.device)
+            with self.accelerator.accumulate(self.unet):
+                with self.accelerator.autocast():
+                    pred = ad.eps(self.unet, xt, t.to(ad.device), cond).float()
+                    with torch.no_grad():
+                        ref = ad.eps(self.ref_unet, xt, t.to(ad.device), cond).float()
+                per = ((pred - target) ** 2).flatten(1).mean(1)
+                pen = ((pred - ref) ** 2).flatten(1).mean(1)
+                loss = (w * per).mean() + cfg.pretrain_weight * pen.mean()
+                self.accelerator.backward(loss)
+                self._sync_step()
+            losses.append(float(loss.detach()))
+        row["loss"] = float(np.mean(losses))
+        return row
+
+    # ------------------------------------------------------------------ run, checkpoints, export
     def train(self, out: str | Path | None = None, progress: bool = True) -> list[dict]:
         bar = tqdm(range(self.step, self.cfg.steps), disable=not progress, desc=f"{self.cfg.method} ({self.cfg.reward})")
         for _ in bar:
             row = self.run_step()
-            bar.set_postfix(reward=f"{row['reward']:.3f}", gold=f"{row.get('gold', float('nan')):.3f}")
+            bar.set_postfix({k: f"{row[k]:.3f}" for k in ("reward", "gold", "loss") if k in row})
             if out and self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
                 self.save_checkpoint(out)
-        if out:
-            self.save_checkpoint(out)
         # the model after the last update (kept apart from the per-step metrics)
         self.final_eval = {"step": self.step, **self.evaluate()} if self.cfg.eval_every else {}
+        if out:
+            self.save_checkpoint(out)
         return self.metrics
 
     def save_checkpoint(self, out: str | Path) -> Path:
+        """checkpoint.pt (tensors only: trainable weights, optimiser, RWSFT pool) and state.json
+        (step, config, metrics), each written to a temporary file and renamed into place."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         trainable = {k: v.detach().cpu() for k, v in self.accelerator.unwrap_model(self.unet).named_parameters()
                      if v.requires_grad}
-        torch.save({"step": self.step, "trainable": trainable, "optimizer": self.opt.state_dict(),
-                    "metrics": self.metrics, "config": asdict(self.cfg)}, out / "checkpoint.pt")
-        (out / "metrics.json").write_text(json.dumps(self.metrics, indent=1))
+        tensors = {"trainable": trainable, "optimizer": self.opt.state_dict()}
+        if self.pool is not None:
+            tensors["pool_x0"], tensors["pool_weight"] = self.pool["x0"], self.pool["weight"]
+        state = {"step": self.step, "updates": self.updates, "config": asdict(self.cfg), "metrics": self.metrics,
+                 "final_eval": self.final_eval, "pool_prompt": self.pool["prompt"] if self.pool else None}
+        _atomic_write(out / "checkpoint.pt", lambda f: torch.save(tensors, f))
+        _atomic_write(out / "state.json", lambda f: f.write(json.dumps(state).encode()))
+        _atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(self.metrics, indent=1).encode()))
         return out / "checkpoint.pt"
 
     def load_checkpoint(self, out: str | Path) -> None:
-        state = torch.load(Path(out) / "checkpoint.pt", map_location="cpu", weights_only=False)
+        out = Path(out)
+        state = json.loads((out / "state.json").read_text())
+        saved = {k: v for k, v in state["config"].items() if k != "steps"}
+        now = {k: v for k, v in asdict(self.cfg).items() if k != "steps"}
+        diff = sorted(k for k in now if saved.get(k) != now[k])
+        if diff:
+            raise ValueError("cannot resume: the run in " + str(out) + " was made with other settings ("
+                             + ", ".join(f"{k}: {saved.get(k)!r} there, {now[k]!r} now" for k in diff) + ")")
+        tensors = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
         named = dict(self.accelerator.unwrap_model(self.unet).named_parameters())
         with torch.no_grad():
-            for k, v in state["trainable"].items():
+            for k, v in tensors["trainable"].items():
                 named[k].copy_(v)
-        self.opt.load_state_dict(state["optimizer"])
-        self.step = state["step"]
+        self.opt.load_state_dict(tensors["optimizer"])
+        self.step, self.updates = state["step"], state["updates"]
         self.metrics = state["metrics"]
+        if state.get("pool_prompt"):
+            self.pool = {"x0": tensors["pool_x0"], "weight": tensors["pool_weight"], "prompt": state["pool_prompt"]}
+
+    def export(self, out: str | Path) -> Path:
+        """A model that loads without textnorm: with LoRA, ``out/lora`` (diffusers'
+        ``pipe.load_lora_weights(out/'lora')`` reads it); else ``out/pipeline``
+        (``from_pretrained``; the synthetic generator also needs ``textnorm.synth``)."""
+        out = Path(out)
+        unet = self.accelerator.unwrap_model(self.unet)
+        if self.cfg.lora_rank > 0:
+            from diffusers import StableDiffusionPipeline
+            from peft.utils import get_peft_model_state_dict
+
+            layers = {k: v.detach().float().cpu() for k, v in get_peft_model_state_dict(unet).items()}
+            StableDiffusionPipeline.save_lora_weights(out / "lora", unet_lora_layers=layers)
+            return out / "lora"
+        self.pipe.unet = unet
+        self.pipe.save_pretrained(out / "pipeline")
+        return out / "pipeline"
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Write through a temporary file in the same folder, fsync, then rename over ``path``: a
+    crash leaves the previous file intact. The file gets the umask's mode, as open() would."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 class _AdaptersOff(torch.nn.Module):
@@ -327,9 +468,9 @@ def _index_cond(cond, idx):
 
 
 def finetune(cfg: FinetuneConfig, out: str | Path | None = None, resume: bool = False, progress: bool = True,
-             pipe=None, reward_fn=None) -> list[dict]:
+             pipe=None, reward_fn=None, task: Task | None = None) -> list[dict]:
     """Notebook-friendly entry point with the CLI's parameters."""
-    tuner = Finetuner(cfg, pipe=pipe, reward_fn=reward_fn)
+    tuner = Finetuner(cfg, pipe=pipe, reward_fn=reward_fn, task=task)
     if resume:
         if out is None or not (Path(out) / "checkpoint.pt").is_file():
             raise FileNotFoundError(f"nothing to resume: no checkpoint.pt in {out}")
@@ -338,21 +479,27 @@ def finetune(cfg: FinetuneConfig, out: str | Path | None = None, resume: bool = 
 
 
 def best_of_n(pipe, reward_fn, prompts: list[str], n: int, seed: int = 0, sample_steps: int = 20,
-              gold: bool = True) -> dict[str, np.ndarray]:
-    """Per prompt, the sample with the highest reward among n from the base model.
-    Returns arrays over prompts: reward, gold (if asked) and the chosen images."""
+              gold=None, keep_pool: bool = False) -> dict[str, np.ndarray]:
+    """Per prompt, the sample with the highest reward among n from the base model (deterministic
+    DDIM). Returns arrays over prompts: reward, gold (if a judge is given), the chosen images, the
+    whole pool's rewards (prompts x n) and, with ``keep_pool``, its images (prompts x n x H x W x 3)."""
     if n < 1:
         raise ValueError("best-of-n needs n >= 1")
     ad = make_adapter(pipe)
     flat = [p for p in prompts for _ in range(n)]
-    traj = sampling.sample(ad, ad.unet, ad.encode(flat), len(flat), sample_steps, 0.0, _generator(seed, 0))
+    chain = ad.chain(sample_steps)
+    g = make_generator(seed, 0)
+    cond = ad.encode(flat)
+    x = torch.randn((len(flat), *ad.latent_shape), generator=g).to(ad.device)
+    with torch.no_grad():
+        traj = ddim.sample(lambda x_, t: ad.eps(ad.unet, x_, t, cond), chain, x, 0.0, g, record=False)
     images = ad.decode(traj.x0)
     r = np.asarray(reward_fn(images, flat), dtype=float).reshape(len(prompts), n)
     pick = r.argmax(1)
     chosen = images.reshape(len(prompts), n, *images.shape[1:])[np.arange(len(prompts)), pick]
-    out = {"reward": r[np.arange(len(prompts)), pick], "images": chosen}
-    if gold:
-        from textnorm.synth import judge
-
-        out["gold"] = judge.judge_batch(chosen, list(prompts)).astype(float)
+    out = {"reward": r[np.arange(len(prompts)), pick], "images": chosen, "pool_reward": r}
+    if keep_pool:
+        out["pool_images"] = images.reshape(len(prompts), n, *images.shape[1:])
+    if gold is not None:
+        out["gold"] = np.asarray(gold(chosen, list(prompts)), dtype=float)
     return out

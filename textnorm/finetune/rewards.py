@@ -2,13 +2,13 @@
 
 Specs (strings, so a CLI and papermill parameters can name them):
 
-- ``gold``                       the synthetic world's judge (1 aligned, 0 not): a control
+- ``gold``                       the task's gold judge (1 aligned, 0 not): a control
 - ``raw:PATH``                   a CLIP-family reward loaded from PATH (e.g. a proxy folder)
 - ``textnorm:PATH``              TextNorm-calibrated: softmax over [y, *C(y)] at ``temperature``
 - ``textnorm-mean:PATH1,PATH2``  mean ensemble of TextNorm-calibrated rewards
 - ``textnorm-ur:PATH1,PATH2``    uncertainty-regularised ensemble (mean - lambda var)
 
-C(y) comes from ``contrastive`` (default: the synthetic world's rules). Any registered reward
+C(y) comes from ``contrastive`` (the task's; TextNorm kinds need it). Any registered reward
 name can stand in for PATH as ``NAME=PATH`` (e.g. ``raw:imagereward=/models/ImageReward``).
 """
 
@@ -45,17 +45,18 @@ def _calibrated(models, images, prompts, contrastive, temperature) -> np.ndarray
 
 
 def make_reward(spec: str, contrastive: Callable[[str], list[str]] | None = None, temperature: float = 1.0,
-                lam: float = 1.0, device: str = "cpu") -> RewardFn:
+                lam: float = 1.0, device: str = "cpu", gold: RewardFn | None = None) -> RewardFn:
     kind, _, arg = spec.partition(":")
     kinds = ("gold", "raw", "textnorm", "textnorm-mean", "textnorm-ur")
     if kind not in kinds:
         raise ValueError(f"unknown reward kind {kind!r} in {spec!r}; use one of {', '.join(kinds)}")
-    if contrastive is None:
-        from textnorm.synth.scenes import contrastive_captions as contrastive
     if kind == "gold":
-        from textnorm.synth import judge
-
-        return lambda images, prompts: judge.judge_batch(np.asarray(images), list(prompts)).astype(float)
+        if gold is None:
+            raise ValueError("reward 'gold' needs a task with a gold judge (the synthetic world has one)")
+        return gold
+    if kind.startswith("textnorm") and contrastive is None:
+        raise ValueError(f"reward {spec!r} needs contrastive prompts: give the task (or make_reward) a contrastive "
+                         "function, e.g. textnorm.prompts.composition_contrastive")
     if not arg:
         raise ValueError(f"reward spec {spec!r} needs a model after the colon, e.g. 'raw:data/synth/proxy_contrastive'")
     models = [_load(item, device) for item in arg.split(",")]

@@ -7,7 +7,8 @@
   UNet's ``class_embed_type="projection"`` (cross-attention alone learned captions too slowly);
 - UNet: diffusers ``UNet2DConditionModel`` in pixel space (3 x 16 x 16, channels 32/64/64, one
   layer per block), trained to predict the noise eps of x_t = sqrt(a_t) x_0 + sqrt(1 - a_t) eps
-  (DDPM, cosine schedule, 1000 steps); sampling with DDIM;
+  (DDPM, cosine schedule, 1000 steps); sampling with the DDIM chain of :mod:`textnorm.ddim`
+  (the one fine-tuning uses), configured by the pipeline's ``DDIMScheduler``;
 - no VAE: images are the model's space, scaled to [-1, 1].
 
 :class:`SynthPipeline` is a ``diffusers.DiffusionPipeline``: ``save_pretrained`` /
@@ -22,6 +23,8 @@ import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 
+from textnorm import ddim
+from textnorm.ddim import Chain
 from textnorm.synth.scenes import COLORS, NUMBER_WORDS, SHAPES
 
 TEXT_DIM = 64
@@ -104,16 +107,14 @@ class SynthPipeline(DiffusionPipeline):
         device = self.unet.device
         outs = []
         gen = torch.Generator("cpu").manual_seed(seed)
+        chain = Chain.from_scheduler(self.scheduler, num_inference_steps)
         for start in range(0, len(prompts), batch_size):
             chunk = list(prompts[start:start + batch_size])
             states, pooled = self.encode_prompt(chunk, device)
             x = torch.randn((len(chunk), 3, self.resolution, self.resolution), generator=gen).to(device)
-            self.scheduler.set_timesteps(num_inference_steps)
-            for t in self.scheduler.timesteps:
-                eps = self.predict_noise(x, t, states, pooled)
-                noise = torch.randn(x.shape, generator=gen).to(device) if eta > 0 else None
-                x = self.scheduler.step(eps, t, x, eta=eta, variance_noise=noise).prev_sample
-            outs.append(x.float().cpu())
+            traj = ddim.sample(lambda x_, t: self.predict_noise(x_, t, states, pooled), chain, x, eta, gen,
+                               record=False)
+            outs.append(traj.x0.float().cpu())
         x = torch.cat(outs)
         if output == "tensor":
             return x

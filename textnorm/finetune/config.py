@@ -1,0 +1,112 @@
+"""Settings of a fine-tuning run: one dataclass whose fields (with their help texts) are also
+the ``textnorm finetune`` options, and their validation. Imports nothing heavy, so the CLI's
+``--help`` is quick."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+METHODS = ("rwsft", "ddpo")
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+def _lf(help: str):
+    return field(default_factory=list, metadata={"help": help})
+
+
+@dataclass
+class FinetuneConfig:
+    """Every setting of a run; the CLI's options are generated from these fields and their help."""
+
+    method: str = _f("ddpo", "rwsft or ddpo", choices=METHODS)
+    reward: str = _f("gold", "reward spec: gold, raw:PATH, textnorm:PATH, textnorm-mean:P1,P2, textnorm-ur:P1,P2 "
+                             "(PATH may be NAME=PATH for a registered reward, e.g. raw:pickscore=ID)")
+    model: str = _f("data/synth/generator", "the synthetic generator's folder or a StableDiffusionPipeline "
+                                            "(hub id or folder)")
+    task: str = _f("auto", "synth (synthetic world: captions, contrastive rules, gold judge) or prompts (the "
+                           "--prompt list, no gold); auto: synth for the synthetic generator, else prompts",
+                   choices=("auto", "synth", "prompts"))
+    prompts: list[str] = _lf("training prompts (repeat the option); default: the task's")
+    steps: int = _f(20, "DDPO: sampling rounds; RWSFT: optimiser updates")
+    n_prompts: int = _f(8, "DDPO: prompts per round (all training prompts when it equals their number)")
+    samples_per_prompt: int = _f(8, "DDPO: samples per prompt and round")
+    sample_steps: int = _f(10, "DDIM steps per sample")
+    eta: float = _f(1.0, "DDIM eta of the training policy (> 0)")
+    lr: float = _f(3e-5, "AdamW learning rate")
+    lora_rank: int = _f(0, "LoRA rank on the attention projections; 0: full fine-tuning")
+    warmup: int = _f(10, "optimiser updates of linear learning-rate warm-up (Adam's first updates move every "
+                         "weight by about lr whatever the gradient; warm-up keeps them small)")
+    max_grad_norm: float = _f(1.0, "gradient clipping")
+    grad_accum: int = _f(1, "minibatches per optimiser update")
+    batch_size: int = _f(16, "training minibatch (samples)")
+    # DDPO
+    inner_epochs: int = _f(2, "DDPO: passes over each round's samples")
+    clip_range: float = _f(1e-4, "DDPO: PPO clip range of the per-dimension ratio")
+    adv_clip: float = _f(5.0, "DDPO: advantages clipped to +-adv_clip")
+    min_train_sigma: float = _f(0.0, "DDPO: train only steps with sigma >= this (0: every stochastic step)")
+    kl_weight: float = _f(0.0, "KL penalty to the base model (per dimension, DPOK)")
+    # RWSFT
+    pool_size: int = _f(32, "RWSFT: samples per training prompt in the pool")
+    top_fraction: float = _f(0.1, "RWSFT: share of each prompt's pool kept")
+    pretrain_weight: float = _f(1.0, "RWSFT: weight of the penalty towards the base model's prediction")
+    sft_min_t: int = _f(0, "RWSFT: denoising loss at timesteps t >= this only (0: all timesteps)")
+    pool_eta: float = _f(0.0, "RWSFT: DDIM eta of the pool's sampler (0: the pipeline's deterministic sampler, "
+                              "as the authors sampled; the eta > 0 sampler's last-step noise, learnt back, "
+                              "speckles the images)")
+    pool_every: int = _f(0, "RWSFT: redraw the pool from the current model every k updates (0: one pool "
+                            "from the base model)")
+    # reward calibration
+    temperature: float = _f(1.0, "TextNorm softmax temperature")
+    lam: float = _f(1.0, "UR ensemble: mean - lam * variance")
+    # evaluation and bookkeeping
+    eval_every: int = _f(0, "evaluate every k steps and after the last (0: never)")
+    eval_samples: int = _f(8, "images per evaluation prompt (same noise at every evaluation)")
+    eval_prompts: list[str] = _lf("held-out evaluation prompts (repeat); default: the task's")
+    resolution: int | None = _f(None, "image side in pixels (Stable Diffusion; default: the model's)")
+    mixed_precision: str = _f("no", "fp16 or bf16 autocast on GPUs (frozen weights cast, trainable in fp32)",
+                              choices=("no", "fp16", "bf16"))
+    seed: int = _f(0, "seed of every random draw")
+    device: str = _f("cpu", "torch device")
+    checkpoint_every: int = _f(0, "write a checkpoint every k steps (0: only at the end)")
+
+
+def validate(cfg: FinetuneConfig) -> None:
+    if cfg.method not in METHODS:
+        raise ValueError(f"unknown method {cfg.method!r}; choose from {METHODS} (best-of-n: textnorm.finetune.loop.best_of_n)")
+    for name in ("lr", "eta", "max_grad_norm", "clip_range", "adv_clip", "kl_weight", "min_train_sigma", "top_fraction", "pool_eta",
+                 "pretrain_weight", "temperature", "lam"):
+        value = getattr(cfg, name)
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value}")
+    positive = ("lr", "eta", "max_grad_norm", "clip_range", "adv_clip", "temperature")
+    for name in positive:
+        if getattr(cfg, name) <= 0:
+            raise ValueError(f"{name} must be > 0, got {getattr(cfg, name)}")
+    for name in ("kl_weight", "min_train_sigma", "pretrain_weight", "lam", "pool_eta"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.n_prompts < 1 or cfg.samples_per_prompt < 1:
+        raise ValueError(f"need at least one prompt and one sample per prompt (got n_prompts={cfg.n_prompts}, "
+                         f"samples_per_prompt={cfg.samples_per_prompt})")
+    if cfg.method == "ddpo" and cfg.samples_per_prompt < 2:
+        raise ValueError("DDPO normalises advantages per prompt: samples_per_prompt must be >= 2")
+    for name in ("sample_steps", "batch_size", "grad_accum", "inner_epochs", "pool_size", "eval_samples"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    for name in ("steps", "lora_rank", "pool_every", "eval_every", "checkpoint_every", "warmup", "sft_min_t"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    if not 0 < cfg.top_fraction <= 1:
+        raise ValueError(f"top_fraction must be in (0, 1], got {cfg.top_fraction}")
+    if cfg.method == "ddpo":
+        n = cfg.n_prompts * cfg.samples_per_prompt
+        if n % cfg.batch_size or (n // cfg.batch_size * cfg.inner_epochs) % cfg.grad_accum:
+            raise ValueError(f"a round of {n} samples must split into minibatches of batch_size={cfg.batch_size}, "
+                             f"and its {cfg.inner_epochs} epoch(s) of minibatches into groups of grad_accum="
+                             f"{cfg.grad_accum}")
+
+

@@ -26,9 +26,9 @@ import pandas as pd
 
 # the controls' settings; --gpu multiplies the data per step and the number of steps
 CPU = {"ddpo": dict(method="ddpo", steps=30, n_prompts=8, samples_per_prompt=8, batch_size=32, inner_epochs=1,
-                    clip_range=1e-3, lr=3e-5, min_train_sigma=0.05, sample_steps=10),
-       "rwsft": dict(method="rwsft", steps=300, pool_size=64, top_fraction=0.1, batch_size=16, lr=1e-4,
-                     pretrain_weight=0.1, sample_steps=10)}
+                    clip_range=1e-3, lr=1e-4, warmup=10, min_train_sigma=0.05, sample_steps=10),
+       "rwsft": dict(method="rwsft", steps=300, pool_size=64, top_fraction=0.1, batch_size=32, lr=1e-4, warmup=20,
+                     pretrain_weight=1.0, sample_steps=10)}
 GPU = {"ddpo": dict(samples_per_prompt=32, batch_size=64, steps=100, sample_steps=20),
        "rwsft": dict(pool_size=256, steps=1000, batch_size=64, sample_steps=20)}
 THRESHOLD = {"ddpo": 0.10, "rwsft": 0.05}

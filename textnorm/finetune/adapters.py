@@ -43,6 +43,10 @@ class Adapter:
     def decode(self, x0: torch.Tensor) -> np.ndarray:
         raise NotImplementedError
 
+    def encode_images(self, images: np.ndarray) -> torch.Tensor:
+        """uint8 images (n, H, W, 3) -> x_0 in the model's space (the inverse of decode)."""
+        raise NotImplementedError
+
     @property
     def resolution(self) -> int:
         raise NotImplementedError
@@ -74,6 +78,9 @@ class SynthAdapter(Adapter):
 
     def decode(self, x0):
         return _uint8(x0)
+
+    def encode_images(self, images):
+        return (torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1).to(self.device)
 
 
 class StableDiffusionAdapter(Adapter):
@@ -109,6 +116,12 @@ class StableDiffusionAdapter(Adapter):
         vae = self.pipe.vae
         img = vae.decode(x0.to(vae.dtype) / vae.config.scaling_factor).sample
         return _uint8(img)
+
+    @torch.no_grad()
+    def encode_images(self, images):
+        vae = self.pipe.vae
+        x = torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).to(self.device, vae.dtype) / 127.5 - 1
+        return vae.encode(x).latent_dist.mean.float() * vae.config.scaling_factor
 
 
 def make_adapter(pipe, resolution: int | None = None) -> Adapter:

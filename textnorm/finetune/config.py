@@ -36,27 +36,29 @@ class FinetuneConfig:
     samples_per_prompt: int = _f(8, "DDPO: samples per prompt and round")
     sample_steps: int = _f(10, "DDIM steps per sample")
     eta: float = _f(1.0, "DDIM eta of the training policy (> 0)")
-    lr: float = _f(3e-5, "AdamW learning rate")
+    lr: float = _f(1e-4, "AdamW learning rate")
     lora_rank: int = _f(0, "LoRA rank on the attention projections; 0: full fine-tuning")
     warmup: int = _f(10, "optimiser updates of linear learning-rate warm-up (Adam's first updates move every "
                          "weight by about lr whatever the gradient; warm-up keeps them small)")
     max_grad_norm: float = _f(1.0, "gradient clipping")
     grad_accum: int = _f(1, "minibatches per optimiser update")
-    batch_size: int = _f(16, "training minibatch (samples)")
+    batch_size: int = _f(32, "training minibatch (samples)")
     # DDPO
-    inner_epochs: int = _f(2, "DDPO: passes over each round's samples")
-    clip_range: float = _f(1e-4, "DDPO: PPO clip range of the per-dimension ratio")
+    inner_epochs: int = _f(1, "DDPO: passes over each round's samples")
+    clip_range: float = _f(1e-3, "DDPO: PPO clip range of the per-dimension ratio")
     adv_clip: float = _f(5.0, "DDPO: advantages clipped to +-adv_clip")
-    min_train_sigma: float = _f(0.0, "DDPO: train only steps with sigma >= this (0: every stochastic step)")
+    min_train_sigma: float = _f(0.05, "DDPO: train only steps with sigma >= this (0: every stochastic step; "
+                                      "see textnorm.finetune.loop for the measurement behind the default)")
     kl_weight: float = _f(0.0, "KL penalty to the base model (per dimension, DPOK)")
     # RWSFT
-    pool_size: int = _f(32, "RWSFT: samples per training prompt in the pool")
+    pool_size: int = _f(64, "RWSFT: samples per training prompt in the pool")
     top_fraction: float = _f(0.1, "RWSFT: share of each prompt's pool kept")
-    pretrain_weight: float = _f(1.0, "RWSFT: weight of the penalty towards the base model's prediction")
+    pretrain_weight: float = _f(1.0, "RWSFT: weight of the pre-training loss (the denoising loss on the task's "
+                                     "pre-training data; without such data, the distance to the base model's "
+                                     "prediction)")
     sft_min_t: int = _f(0, "RWSFT: denoising loss at timesteps t >= this only (0: all timesteps)")
     pool_eta: float = _f(0.0, "RWSFT: DDIM eta of the pool's sampler (0: the pipeline's deterministic sampler, "
-                              "as the authors sampled; the eta > 0 sampler's last-step noise, learnt back, "
-                              "speckles the images)")
+                              "with which the authors drew their pool)")
     pool_every: int = _f(0, "RWSFT: redraw the pool from the current model every k updates (0: one pool "
                             "from the base model)")
     # reward calibration

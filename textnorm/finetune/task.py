@@ -1,8 +1,10 @@
 """What a fine-tuning run optimises and where it is measured, apart from how it optimises.
 
 A :class:`Task` holds the training prompts, the held-out evaluation prompts, the contrastive
-prompt function that TextNorm rewards need (C(y) for a prompt y), and optionally a gold judge
-g(images, prompts) -> {0, 1} that measures true alignment. The trainer never assumes any of them:
+prompt function that TextNorm rewards need (C(y) for a prompt y), optionally a gold judge
+g(images, prompts) -> {0, 1} that measures true alignment, and optionally a source of
+pre-training data d(n, seed) -> (uint8 images, prompts) for reward-weighted SFT's pre-training
+loss (Lee et al., 2023, regularise with the denoising loss on pre-training data). The trainer never assumes any of them:
 the synthetic world provides a task with a gold judge (:func:`textnorm.synth.task.synth_task`);
 a Stable Diffusion run gets a :func:`plain_task` of the user's prompts, without gold unless a
 judge is given.
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 Judge = Callable[[np.ndarray, Sequence[str]], np.ndarray]
+PretrainData = Callable[[int, int], tuple[np.ndarray, list[str]]]
 
 
 @dataclass
@@ -25,6 +28,7 @@ class Task:
     eval_prompts: list[str] = field(default_factory=list)   # held-out prompts (may be empty)
     contrastive: Callable[[str], list[str]] | None = None
     gold: Judge | None = None
+    pretrain_data: PretrainData | None = None
 
     def __post_init__(self) -> None:
         if not self.train_prompts:

@@ -4,6 +4,8 @@ world's contrastive captions and its gold judge.
 Training prompts are a fixed set (half counting, half composition) of captions the generator was
 trained on, so every round revisits the same prompts and the per-prompt signal accumulates; the
 held-out prompts are captions the generator never saw (the secondary, generalisation measure).
+Its pre-training data are fresh renders of the generator's training captions, drawn as the
+generator's own training drew them.
 """
 
 from __future__ import annotations
@@ -14,6 +16,14 @@ from textnorm.finetune.task import Task
 from textnorm.synth import judge, scenes
 
 
+def pretrain_data(n: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """n renders of random training captions (half counting, half composition)."""
+    rng = np.random.default_rng(seed)
+    train = {s: scenes.split_captions(s, seed=0)[0] for s in ("counting", "composition")}
+    caps = rng.choice(train["counting"], n // 2).tolist() + rng.choice(train["composition"], n - n // 2).tolist()
+    return scenes.draw_batch(caps, seed=seed), caps
+
+
 def synth_task(n_train: int = 8, n_eval: int = 8, seed: int = 0) -> Task:
     rng = np.random.default_rng(seed)
     train, held = [], []
@@ -22,4 +32,5 @@ def synth_task(n_train: int = 8, n_eval: int = 8, seed: int = 0) -> Task:
         train += rng.choice(tr, n_train // 2, replace=False).tolist()
         held += ho[: n_eval // 2]
     return Task("synth", train, held, scenes.contrastive_captions,
-                lambda images, prompts: judge.judge_batch(np.asarray(images), list(prompts)).astype(float))
+                lambda images, prompts: judge.judge_batch(np.asarray(images), list(prompts)).astype(float),
+                pretrain_data)

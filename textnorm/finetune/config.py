@@ -49,7 +49,7 @@ class FinetuneConfig:
     adv_clip: float = _f(5.0, "DDPO: advantages clipped to +-adv_clip")
     min_train_sigma: float = _f(0.05, "DDPO: train only steps with sigma >= this (0: every stochastic step; "
                                       "see textnorm.finetune.loop for the measurement behind the default)")
-    kl_weight: float = _f(0.0, "KL penalty to the base model (per dimension, DPOK)")
+    kl_weight: float = _f(0.0, "DDPO: KL penalty to the base model (per dimension, DPOK)")
     # RWSFT
     pool_size: int = _f(64, "RWSFT: samples per training prompt in the pool")
     top_fraction: float = _f(0.1, "RWSFT: share of each prompt's pool kept")
@@ -71,7 +71,7 @@ class FinetuneConfig:
     resolution: int | None = _f(None, "image side in pixels (Stable Diffusion; default: the model's)")
     mixed_precision: str = _f("no", "fp16 or bf16 autocast on GPUs (frozen weights cast, trainable in fp32)",
                               choices=("no", "fp16", "bf16"))
-    seed: int = _f(0, "seed of every random draw")
+    seed: int = _f(0, "seed of every random draw of the run (the synthetic task's prompt set is fixed)")
     device: str = _f("cpu", "torch device")
     checkpoint_every: int = _f(0, "write a checkpoint every k steps (0: only at the end)")
 

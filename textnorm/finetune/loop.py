@@ -40,10 +40,12 @@ al.'s regulariser; the synthetic world renders fresh scenes of its training capt
 task without such data, || f_theta - f_ref ||^2 on the same x_t. The pool is drawn once from the
 base model (offline, the authors' recipe) or, with ``pool_every = k``, redrawn from the current model every k updates (iterated, online).
 
-Every round / update is logged: proxy reward and gold alignment (when the task has a judge) of
-the samples, the KL of the trained steps to the reference model (nats, per sample), image
-statistics that reveal reward hacking, and for DDPO ``approx_kl``, ``clipfrac`` and per-step
-gradient norms. ``eval_every`` measures reward and gold on the task's training prompts (primary)
+Every DDPO round is logged: proxy reward and gold alignment (when the task has a judge) of the
+samples, the KL of the trained steps to the reference model (nats, per sample), image statistics
+that reveal reward hacking, ``approx_kl``, ``clipfrac`` and per-step gradient norms (of the
+round's first minibatch, before unscaling: under fp16 they carry the loss scale). Every RWSFT
+update logs its loss, and the updates that draw a pool log the pool's reward, gold and image
+statistics. ``eval_every`` measures reward and gold on the task's training prompts (primary)
 and held-out prompts with the same noise each time, so successive evaluations are paired. All
 randomness comes from CPU generators seeded by (seed, step), and a checkpoint holds weights,
 optimiser and (RWSFT) pool, so a resumed run continues exactly as an uninterrupted one.
@@ -160,7 +162,7 @@ class Finetuner:
         name = self.cfg.task
         if name == "auto":
             name = "synth" if isinstance(self.pipe, SynthPipeline) else "prompts"
-        task = make_task(name, self.cfg.prompts, seed=0)
+        task = make_task(name, self.cfg.prompts, seed=0, res=self.adapter.resolution)
         if self.cfg.eval_prompts:
             task.eval_prompts = list(self.cfg.eval_prompts)
         return task
@@ -303,8 +305,9 @@ class Finetuner:
             lr = self.cfg.lr * min(1.0, (self.updates + 1) / (self.cfg.warmup + 1))
             for group in self.opt.param_groups:
                 group["lr"] = lr
-            self.updates += 1
         self.opt.step()
+        if self.accelerator.sync_gradients and not self.opt.step_was_skipped:
+            self.updates += 1   # an fp16 step skipped for overflow does not advance the warm-up
         self.opt.zero_grad(set_to_none=True)
 
     # ------------------------------------------------------------------ RWSFT
@@ -350,7 +353,8 @@ class Finetuner:
                 loss = (w * per).mean()
                 if pretrain is not None:
                     # the authors' regulariser: the denoising loss on pre-training data
-                    images, prompts = pretrain(cfg.batch_size, cfg.seed * 1_000_003 + self.step * 16 + micro)
+                    images, prompts = pretrain(cfg.batch_size,
+                                               (cfg.seed * 1_000_003 + self.step) * cfg.grad_accum + micro)
                     pre, _, _, _ = self._denoising_loss(ad.encode_images(images), ad.encode(prompts), g)
                     loss = loss + cfg.pretrain_weight * pre.mean()
                 elif cfg.pretrain_weight > 0:
@@ -404,6 +408,8 @@ class Finetuner:
         tensors = {"trainable": trainable, "optimizer": self.opt.state_dict()}
         if self.pool is not None:
             tensors["pool_x0"], tensors["pool_weight"] = self.pool["x0"], self.pool["weight"]
+        if self.accelerator.scaler is not None:   # fp16: the loss scale decides skipped steps
+            tensors["scaler"] = self.accelerator.scaler.state_dict()
         state = {"step": self.step, "updates": self.updates, "config": asdict(self.cfg), "metrics": self.metrics,
                  "final_eval": self.final_eval, "pool_prompt": self.pool["prompt"] if self.pool else None}
         _atomic_write(out / "checkpoint.pt", lambda f: torch.save(tensors, f))
@@ -426,6 +432,8 @@ class Finetuner:
             for k, v in tensors["trainable"].items():
                 named[k].copy_(v)
         self.opt.load_state_dict(tensors["optimizer"])
+        if self.accelerator.scaler is not None and "scaler" in tensors:
+            self.accelerator.scaler.load_state_dict(tensors["scaler"])
         self.step, self.updates = state["step"], state["updates"]
         self.metrics = state["metrics"]
         if state.get("pool_prompt"):
@@ -434,7 +442,8 @@ class Finetuner:
     def export(self, out: str | Path) -> Path:
         """A model that loads without textnorm: with LoRA, ``out/lora`` (diffusers'
         ``pipe.load_lora_weights(out/'lora')`` reads it); else ``out/pipeline``
-        (``from_pretrained``; the synthetic generator also needs ``textnorm.synth``)."""
+        (``from_pretrained``; the synthetic generator also needs ``textnorm.synth``). Under mixed
+        precision the frozen text encoder and VAE were cast to half precision and are saved so."""
         out = Path(out)
         unet = self.accelerator.unwrap_model(self.unet)
         if self.cfg.lora_rank > 0:

@@ -43,13 +43,13 @@ def plain_task(prompts: Sequence[str], eval_prompts: Sequence[str] = (),
     return Task("prompts", list(dict.fromkeys(prompts)), list(eval_prompts), contrastive, gold)
 
 
-def make_task(name: str, prompts: Sequence[str] = (), n_train: int = 8, seed: int = 0) -> Task:
+def make_task(name: str, prompts: Sequence[str] = (), n_train: int = 8, seed: int = 0, res: int = 16) -> Task:
     """``synth``: the synthetic world (its captions, rules and gold judge; ``prompts`` override
     the training captions); ``prompts``: the given prompts, no gold."""
     if name == "synth":
         from textnorm.synth.task import synth_task
 
-        task = synth_task(n_train=n_train, seed=seed)
+        task = synth_task(n_train=n_train, seed=seed, res=res)
         if prompts:
             task.train_prompts = list(dict.fromkeys(prompts))
         return task

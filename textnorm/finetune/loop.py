@@ -67,7 +67,7 @@ from tqdm import tqdm
 
 from textnorm import ddim
 from textnorm.finetune.adapters import make_adapter
-from textnorm.finetune.config import METHODS, FinetuneConfig, validate
+from textnorm.finetune.config import FinetuneConfig, validate
 from textnorm.finetune.rewards import make_reward
 from textnorm.finetune.task import Task, make_task
 

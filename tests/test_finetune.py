@@ -120,6 +120,16 @@ def test_resume_equals_uninterrupted(method, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_folder_holding_a_run_is_not_overwritten(tmp_path):
+    finetune(small(steps=1), out=tmp_path, pipe=SynthPipeline.build(), progress=False, reward_fn=brightness,
+             task=task())
+    saved = (tmp_path / "metrics.json").read_bytes()
+    with pytest.raises(FileExistsError, match="holds a run"):
+        finetune(small(steps=1), out=tmp_path, pipe=SynthPipeline.build(), progress=False, reward_fn=brightness,
+                 task=task())
+    assert (tmp_path / "metrics.json").read_bytes() == saved
+
+
 def test_resume_with_other_settings_is_refused(tmp_path):
     finetune(small(steps=1), out=tmp_path, pipe=SynthPipeline.build(), progress=False, reward_fn=brightness,
              task=task())
@@ -222,7 +232,15 @@ def test_cli_finetune_and_resume(tmp_path, capsys):
     assert main(args + ["--steps", "2", "--resume"]) == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert [m["step"] for m in metrics] == [0, 1]
-    assert main(args[:5] + ["--reward", "magic:x"] + args[7:] + ["--steps", "1"]) == 1
+    # the folder holds a run: a new run there is refused unless --overwrite
+    assert main(args + ["--steps", "1"]) == 1
+    assert "not empty" in capsys.readouterr().err
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == metrics
+    assert main(args + ["--steps", "1", "--overwrite"]) == 0
+    assert len(json.loads((tmp_path / "run" / "metrics.json").read_text())) == 1
+    assert main(args + ["--steps", "1", "--overwrite", "--resume"]) == 1
+    bad = args[:5] + ["--reward", "magic:x"] + args[7:-3] + ["--out", str(tmp_path / "run2"), "--quiet", "--steps", "1"]
+    assert main(bad) == 1
     assert "unknown reward kind" in capsys.readouterr().err
 
 
@@ -235,3 +253,86 @@ def test_evaluation_is_paired_and_logged():
     assert all("eval_reward" in r and "heldout_reward" in r for r in tuner.metrics)
     assert tuner.metrics[0]["eval_reward"] == first["eval_reward"]
     assert tuner.final_eval["step"] == 2 and tuner.final_eval["eval_reward"] != first["eval_reward"]
+
+
+# ---------------------------------------------------------------- crash safety and untrusted checkpoints
+_CRASH = r'''
+import os, signal, sys, torch
+from textnorm.finetune import loop
+from textnorm.synth.generator import SynthPipeline
+sys.path.insert(0, sys.argv[2])
+from test_finetune import small, brightness, task
+
+real_save, calls = torch.save, [0]
+def dying_save(obj, f, *a, **k):
+    calls[0] += 1
+    if calls[0] == 2:              # the second checkpoint: half written, then SIGKILL
+        f.write(b"\x00" * 1000)
+        f.flush()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_save(obj, f, *a, **k)
+torch.save = dying_save
+torch.set_num_threads(1)
+loop.finetune(small(method=sys.argv[3], steps=4, checkpoint_every=1), out=sys.argv[1], pipe=SynthPipeline.build(),
+              progress=False, reward_fn=brightness, task=task())
+'''
+
+
+@pytest.mark.parametrize("method", ["ddpo"])
+def test_kill_during_a_checkpoint_write_resumes_from_the_last_complete_one(method, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from pathlib import Path
+
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-c", _CRASH, str(run), str(Path(__file__).parent), method],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    leftovers = [p.name for p in run.iterdir() if p.name.startswith(".checkpoint.pt.")]
+    assert leftovers   # the half-written temporary file is there; checkpoint.pt is the first one, whole
+    assert json.loads((run / "metrics.json").read_text())[-1]["step"] == 0
+    resumed = finetune(small(method=method, steps=4, checkpoint_every=1), out=run, resume=True,
+                       pipe=SynthPipeline.build(), progress=False, reward_fn=brightness, task=task())
+    full = finetune(small(method=method, steps=4, checkpoint_every=1), out=tmp_path / "full",
+                    pipe=SynthPipeline.build(), progress=False, reward_fn=brightness, task=task())
+    assert strip(resumed) == strip(full)
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+def test_a_crafted_checkpoint_does_not_run_code(tmp_path):
+    import pickle
+
+    finetune(small(steps=1), out=tmp_path, pipe=SynthPipeline.build(), progress=False, reward_fn=brightness,
+             task=task())
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            import os
+            return os.system, (f"touch {marker}",)
+
+    with open(tmp_path / "checkpoint.pt", "wb") as f:
+        pickle.dump({"trainable": Evil()}, f)
+    with pytest.raises(ValueError, match="not a complete checkpoint"):
+        finetune(small(steps=2), out=tmp_path, resume=True, pipe=SynthPipeline.build(), progress=False,
+                 reward_fn=brightness, task=task())
+    assert not marker.exists()
+    (tmp_path / "checkpoint.pt").write_bytes(b"")   # a 0-byte file: a clear error too
+    with pytest.raises(ValueError, match="not a complete checkpoint"):
+        finetune(small(steps=2), out=tmp_path, resume=True, pipe=SynthPipeline.build(), progress=False,
+                 reward_fn=brightness, task=task())
+
+
+def test_non_finite_rewards_and_weights_stop_the_run():
+    tuner = Finetuner(small(), pipe=SynthPipeline.build(), reward_fn=lambda im, p: np.full(len(p), np.inf),
+                      task=task())
+    with pytest.raises(FloatingPointError, match="step 0: the reward returned non-finite values"):
+        tuner.run_step()
+    tuner = Finetuner(small(method="rwsft"), pipe=SynthPipeline.build(), reward_fn=brightness, task=task())
+    tuner.run_step()
+    with torch.no_grad():
+        tuner.params[0].view(-1)[0] = float("nan")
+    with pytest.raises(FloatingPointError, match="step 1: the loss became nan|step 1: some weights"):
+        tuner.run_step()

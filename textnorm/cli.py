@@ -23,15 +23,39 @@ class CLIError(Exception):
 
 
 def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, so a failure leaves nothing behind."""
+    """Write through a temporary file in the same folder, so a failure leaves nothing behind; the
+    file gets the mode a plain ``open`` would give (mkstemp's is 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+def _check_out(out: str, inputs: tuple[str | None, ...] = (), overwrite: bool = False, folder: bool = False) -> Path:
+    """Refuse, before any work, an output that is an input, a file where a folder is wanted (or the
+    reverse), or that holds earlier results (unless ``overwrite``)."""
+    path = Path(out)
+    for src in inputs:
+        if src and Path(src).exists() and path.exists() and path.resolve() == Path(src).resolve():
+            raise CLIError(f"--out {out} is also an input; write the results elsewhere")
+    if folder:
+        if path.exists() and not path.is_dir():
+            raise CLIError(f"--out {out} is a file; name a folder")
+        if path.is_dir() and any(path.iterdir()) and not overwrite:
+            raise CLIError(f"--out {out} is not empty; choose a new folder or pass --overwrite to replace it")
+    else:
+        if path.is_dir():
+            raise CLIError(f"--out {out} is a folder; name the file to write")
+        if path.exists() and not overwrite:
+            raise CLIError(f"{out} exists; choose another --out or pass --overwrite to replace it")
+    return path
 
 
 def _source(args) -> dict:
@@ -54,6 +78,15 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
     if args.reward not in REWARDS:
         raise CLIError(f"unknown reward {args.reward!r}; choose one of: {', '.join(sorted(REWARDS))}")
+    _check_out(args.out, overwrite=args.overwrite)
+    if args.limit_prompts < 0:
+        raise CLIError(f"--limit-prompts must be >= 0 (0: all prompts), got {args.limit_prompts}")
+    if args.batch_size < 1:
+        raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.dtype != "float32" and not args.device.startswith("cuda"):
+        raise CLIError(f"--dtype {args.dtype} needs a GPU (--device cuda); on CPU use float32")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise CLIError(f"--device {args.device}: no CUDA GPU is available here (torch.cuda.is_available() is False)")
     images = tia2.load_images([args.subset], **_source(args))
     if args.limit_prompts:
         keep = images["prompt"].drop_duplicates().head(args.limit_prompts)
@@ -61,7 +94,10 @@ def _cmd_score(args: argparse.Namespace) -> int:
     contrastive = None
     if args.textnorm:
         if args.contrastive == "published":
-            contrastive = tia2.load_contrastive_prompts(args.subset, **_source(args))
+            contrastive, dropped = tia2.clean_contrastive(tia2.load_contrastive_prompts(args.subset, **_source(args)))
+            if dropped["sets"]:
+                print(f"published contrastive sets of {args.subset}: dropped {dropped['duplicates']} repeated prompts and "
+                      f"{dropped['self']} copies of the prompt itself from {dropped['sets']} sets")
         else:
             rule = {"counting": prompt_rules.counting_contrastive,
                     "composition": prompt_rules.composition_contrastive}.get(args.subset)
@@ -84,6 +120,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     from textnorm import evaluation, tia2
 
+    _check_out(args.out, inputs=(args.scores,), overwrite=args.overwrite)
     try:
         scores = pd.read_csv(args.scores)
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
@@ -96,10 +133,20 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if subset not in data.SUBSETS:
         raise CLIError(f"say which TIA2 subset the scores belong to (--subset {'|'.join(data.SUBSETS)})")
     images = tia2.load_images([subset], **_source(args))
-    table = evaluation.metrics_from_scores(scores, images, args.column or None)
+    if scores.empty:
+        raise CLIError(f"{args.scores} has a header but no rows")
+    table = evaluation.metrics_from_scores(scores, images, args.column or None, partial=args.partial)
+    cov = evaluation.coverage(scores, images)
     layout = evaluation.to_published_layout(table)
     _atomic_write(Path(args.out), lambda p: p.write_text(json.dumps(layout, indent=1)))
-    print(f"wrote metrics of {len(layout)} prompts ({', '.join(table['model'].unique())}) to {args.out}")
+    scored = cov[cov.n_scored > 0]
+    part = int((scored.n_scored < scored.n_images).sum())
+    print(f"coverage: {len(scored)} of {len(cov)} {subset} prompts scored ({int(scored.n_scored.sum())} images); "
+          + (f"{part} prompts PARTLY scored (their metrics use the scored images only; 'coverage' in the JSON)"
+             if part else "every scored prompt complete"))
+    models = ", ".join(table["model"].unique()) if len(table) else "none"
+    print(f"wrote metrics of {len(layout)} prompts ({models}) to {args.out} "
+          f"(prompts whose images share one verdict are left out)")
     return 0
 
 
@@ -109,6 +156,7 @@ def _cmd_train_generator(args: argparse.Namespace) -> int:
     from textnorm import manifest
     from textnorm.synth.train import TrainConfig, train_generator
 
+    _check_out(args.out, overwrite=args.overwrite, folder=True)
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                       eval_every=args.eval_every, threads=args.threads)
     log = train_generator(args.out, cfg, progress=not args.quiet)
@@ -123,6 +171,7 @@ def _cmd_train_proxy(args: argparse.Namespace) -> int:
     from textnorm import manifest
     from textnorm.synth.proxies import ProxyConfig, train_proxy
 
+    _check_out(args.out, overwrite=args.overwrite, folder=True)
     cfg = ProxyConfig(kind=args.kind, steps=args.steps, seed=args.seed, threads=args.threads)
     log = train_proxy(args.out, cfg, progress=not args.quiet)
     manifest.record(args.out, f"textnorm train-proxy --kind {args.kind}", log["config"])
@@ -137,6 +186,7 @@ def _cmd_build_synth(args: argparse.Namespace) -> int:
     from textnorm.synth import benchmark
     from textnorm.synth.generator import SynthPipeline
 
+    _check_out(args.out, inputs=(args.generator,), overwrite=args.overwrite)
     torch.set_num_threads(args.threads)
     pipe = SynthPipeline.from_pretrained(args.generator)
     prompts = benchmark.choose_prompts(args.composition_prompts, seed=args.seed)
@@ -155,7 +205,11 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     from textnorm.finetune.loop import finetune
 
     cfg = FinetuneConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FinetuneConfig)})
-    metrics = finetune(cfg, out=args.out, resume=args.resume, progress=not args.quiet)
+    if args.resume and args.overwrite:
+        raise CLIError("--resume continues the run in --out and --overwrite replaces it: choose one")
+    if not args.resume:
+        _check_out(args.out, overwrite=args.overwrite, folder=True)
+    metrics = finetune(cfg, out=args.out, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
     last = metrics[-1] if metrics else {}
     print(f"{len(metrics)} steps; last: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items()
                                                       if k != "step" and isinstance(v, float)))
@@ -223,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weights / autocast precision (half precision on GPUs only)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--limit-prompts", type=int, default=0, help="score only the first N prompts (0: all)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--mirror", default=None, help=mirror_help)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_score)
@@ -236,6 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subset", default=None, choices=data.SUBSETS, help="default: the CSV's subset column")
     p.add_argument("--column", nargs="*", default=None, help="score columns to evaluate (default: all numeric)")
     p.add_argument("--out", required=True, help="JSON file to write")
+    p.add_argument("--partial", action="store_true",
+                   help="evaluate prompts of which only some images are scored (default: refuse them); "
+                        "such prompts get 'coverage': [scored, annotated] in the JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--mirror", default=None, help=mirror_help)
     p.set_defaults(func=_cmd_evaluate)
 
@@ -251,6 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=500, help="steps between held-out evaluations and saves")
     p.add_argument("--threads", type=int, default=2, help="torch threads (use 1 if anything else runs)")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace what --out holds (e.g. the shipped artifact)")
     p.set_defaults(func=_cmd_train_generator)
 
     p = sub.add_parser("train-proxy", help="train a proxy reward model of the synthetic world",
@@ -262,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace what --out holds (e.g. the shipped artifact)")
     p.set_defaults(func=_cmd_train_proxy)
 
     p = sub.add_parser("build-synth-benchmark", help="sample TIA2-synth: prompts x images x 3 simulated labels",
@@ -275,6 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace what --out holds (e.g. the shipped artifact)")
     p.set_defaults(func=_cmd_build_synth)
 
     p = sub.add_parser(
@@ -288,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_config_options(p, FinetuneConfig)
     p.add_argument("--out", required=True, help="folder for metrics.json, state.json and checkpoint.pt")
-    p.add_argument("--resume", action="store_true")
+    p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the run saved in --out")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_finetune)
     return parser
@@ -298,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CLIError, data.TIA2IntegrityError, FileNotFoundError, KeyError, ValueError) as exc:
+    except (CLIError, data.TIA2IntegrityError, OSError, KeyError, ValueError, FloatingPointError) as exc:
+        # OSError: filesystem failures (no space, read-only, a file where a folder should be)
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"textnorm {args.command}: {message}", file=sys.stderr)
         return 1

@@ -1,9 +1,21 @@
 """From per-image reward scores to per-prompt TIA2 metrics, in the published JSON layout.
 
-Scores (columns subset?, prompt?, image, <reward columns>) are joined to the TIA2 labels on the
-image name within a subset; per-prompt metrics follow :mod:`textnorm.metrics` and the label and
-exclusion rules of :mod:`textnorm.tia2`. The JSON layout is the authors':
-``{prompt: {"human": aligned fraction, <model>: {"auroc": ..., "auprc": ..., "ap5": ..., ...}}}``.
+Scores (columns subset?, prompt?, image, <reward columns>) are joined to the TIA2 labels on
+(subset, image): image file names repeat across subsets, so the subset is part of the key, and a
+``prompt`` column, when present, must name each image's TIA2 prompt: that is what catches scores of another subset (without a
+prompt column they cannot be told apart, since the first prompts of every subset have the same
+file names; the reported coverage then shows how many of the subset's prompts were scored). Before any metric is computed the scores are checked:
+
+- every (subset, image) appears once (duplicates, even with equal scores, would count twice);
+- every scored image is a TIA2 image of the subset (unknown names are an error, not dropped);
+- coverage per prompt: a prompt is either absent (not evaluated) or has all its annotated images
+  scored. A partly scored prompt is refused unless ``partial=True``; then its metrics are computed on
+  the scored images and the table says so (``n_scored`` < ``n_images``).
+
+Per-prompt metrics follow :mod:`textnorm.metrics` and the label and exclusion rules of
+:mod:`textnorm.tia2`. The JSON layout is the authors':
+``{prompt: {"human": aligned fraction, <model>: {"auroc": ..., "auprc": ..., "ap5": ..., ...}}}``,
+with ``"coverage": [n_scored, n_images]`` added to a prompt only when it was partly scored.
 """
 
 from __future__ import annotations
@@ -15,36 +27,92 @@ import pandas as pd
 
 from textnorm.metrics import METRIC_NAMES, per_prompt_metrics
 
+ID_COLUMNS = ("subset", "prompt", "image", "prompt_id")
+
 
 def score_columns(scores: pd.DataFrame) -> list[str]:
-    """Numeric columns other than the identifying ones."""
-    ids = {"subset", "prompt", "image", "prompt_id"}
-    return [c for c in scores.columns if c not in ids and pd.api.types.is_numeric_dtype(scores[c])]
+    """Numeric columns other than the identifying ones and a saved pandas index (``Unnamed: 0``)."""
+    return [c for c in scores.columns if c not in ID_COLUMNS and not str(c).startswith("Unnamed:")
+            and pd.api.types.is_numeric_dtype(scores[c])]
 
 
-def metrics_from_scores(scores: pd.DataFrame, images: pd.DataFrame,
-                        columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per-prompt metrics (long table, as :func:`textnorm.metrics.per_prompt_metrics`)."""
+def _examples(values, k: int = 3) -> str:
+    values = list(values)
+    more = f" (and {len(values) - k} more)" if len(values) > k else ""
+    return ", ".join(map(str, values[:k])) + more
+
+
+def coverage(scores: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
+    """Per prompt of ``images``: ``n_images`` annotated, ``n_scored`` present in ``scores``.
+
+    Raises ValueError for duplicated (subset, image) rows, images unknown to the annotations, and
+    prompts that disagree with the annotations' prompt of an image."""
+    if scores.empty:
+        raise ValueError("the scores table has no rows")
+    key = ["subset", "image"] if "subset" in scores else ["image"]
+    dup = scores.duplicated(key, keep=False)
+    if dup.any():
+        names = scores.loc[dup, "image"].drop_duplicates()
+        raise ValueError(f"{int(dup.sum())} rows share their {' and '.join(key)} with another row "
+                         f"({len(names)} images, e.g. {_examples(names)}); keep one score per image")
+    known = scores[key].merge(images[key].drop_duplicates(), on=key, how="left", indicator=True)
+    unknown = known.loc[known["_merge"] == "left_only", "image"]
+    if len(unknown):
+        subsets = ", ".join(sorted(images["subset"].unique())) if "subset" in images else "the labels"
+        raise ValueError(f"{len(unknown)} scored images are not TIA2 images of {subsets} "
+                         f"(e.g. {_examples(unknown)}); is this the right subset?")
+    merged = images.merge(scores[key + (["prompt"] if "prompt" in scores else [])], on=key, how="inner",
+                          suffixes=("", "_scores"))
+    if "prompt_scores" in merged:
+        wrong = merged[merged["prompt"] != merged["prompt_scores"]]
+        if len(wrong):
+            raise ValueError(f"{len(wrong)} images are listed under another prompt than in the TIA2 annotations "
+                             f"(e.g. {wrong['image'].iloc[0]}: {wrong['prompt_scores'].iloc[0]!r} in the scores, "
+                             f"{wrong['prompt'].iloc[0]!r} annotated); are the scores of another subset?")
+    by = ["subset", "prompt"] if "subset" in images else ["prompt"]
+    total = images.groupby(by, sort=False, observed=True).size().rename("n_images")
+    scored = merged.groupby(by, sort=False, observed=True).size().rename("n_scored")
+    return pd.concat([total, scored], axis=1).fillna({"n_scored": 0}).astype(int).reset_index()
+
+
+def metrics_from_scores(scores: pd.DataFrame, images: pd.DataFrame, columns: Sequence[str] | None = None,
+                        partial: bool = False) -> pd.DataFrame:
+    """Per-prompt metrics (long table, as :func:`textnorm.metrics.per_prompt_metrics`) with the
+    prompt's ``n_scored`` and ``n_images``, for the prompts the scores cover (see the module
+    docstring for the checks; ``partial`` admits partly scored prompts)."""
     columns = list(columns) if columns is not None else score_columns(scores)
     if not columns:
         raise ValueError("the scores table has no numeric score column")
     missing = [c for c in columns if c not in scores]
     if missing:
         raise KeyError(f"score columns {missing} not in the scores table ({list(scores.columns)})")
+    cov = coverage(scores, images)
+    by = [c for c in ("subset", "prompt") if c in cov]
+    part = cov[(cov.n_scored > 0) & (cov.n_scored < cov.n_images)]
+    if len(part) and not partial:
+        raise ValueError(f"{len(part)} prompts are only partly scored (e.g. {part['prompt'].iloc[0]!r}: "
+                         f"{part['n_scored'].iloc[0]} of {part['n_images'].iloc[0]} images); score every image "
+                         "of a prompt, or allow partial coverage (partial=True, --partial)")
     key = ["subset", "image"] if "subset" in scores else ["image"]
     merged = images.merge(scores[key + columns], on=key, how="inner")
     if merged.empty:
         raise ValueError("no scored image matches the TIA2 annotations (compare the image names)")
     if merged[columns].isna().any().any():
         raise ValueError("some scores are missing (NaN); score every image of a prompt")
-    return per_prompt_metrics(merged, columns)
+    table = per_prompt_metrics(merged, columns)
+    if table.empty:
+        return table.assign(n_scored=pd.Series(dtype=int), n_images=pd.Series(dtype=int))
+    return table.merge(cov, on=by, how="left")
 
 
 def to_published_layout(table: pd.DataFrame) -> dict[str, dict]:
-    """``{prompt: {"human": h, model: {metric: value}}}`` for one subset's per-prompt table."""
+    """``{prompt: {"human": h, model: {metric: value}}}`` for one subset's per-prompt table (plus
+    ``"coverage": [n_scored, n_images]`` for a partly scored prompt)."""
     out: dict[str, dict] = {}
     for (prompt, model), grp in table.groupby(["prompt", "model"], sort=False):
         row = grp.iloc[0]
         entry = out.setdefault(prompt, {"human": float(row["human"])})
+        if "n_scored" in row and row["n_scored"] < row["n_images"]:
+            entry["coverage"] = [int(row["n_scored"]), int(row["n_images"])]
         entry[model] = {m: float(row[m]) for m in METRIC_NAMES if not np.isnan(row[m])}
     return out

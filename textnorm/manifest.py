@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from textnorm.paths import repo_root
@@ -14,10 +15,14 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def record(artifact: str | Path, command: str, params: dict, manifest: str | Path | None = None) -> dict:
-    """Add or replace the entry of ``artifact`` (a file or folder, relative to the repo root)."""
+def record(artifact: str | Path, command: str, params: dict, manifest: str | Path | None = None) -> dict | None:
+    """Add or replace the entry of ``artifact`` (a file or folder). Without an explicit ``manifest``
+    only artifacts inside the repository's ``data/`` are recorded (the manifest lists what the
+    project ships; a user's own outputs elsewhere are not its business): others return None."""
     root = repo_root()
     artifact = Path(artifact).resolve()
+    if manifest is None and not artifact.is_relative_to((root / "data").resolve()):
+        return None
     rel = artifact.relative_to(root).as_posix() if artifact.is_relative_to(root) else str(artifact)
     files = [artifact] if artifact.is_file() else sorted(p for p in artifact.rglob("*") if p.is_file())
     entry = {"command": command, "params": params,
@@ -26,7 +31,9 @@ def record(artifact: str | Path, command: str, params: dict, manifest: str | Pat
     path = Path(manifest) if manifest else root / "data" / "MANIFEST.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     data[rel] = entry
-    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)   # a crash mid-write leaves the old manifest whole
     return entry
 
 

@@ -87,6 +87,29 @@ def load_contrastive_prompts(subset: str, **source) -> dict[str, list[str]]:
     return _read_json(f"prompts/prompt_set_{subset}.json", **source)
 
 
+def clean_contrastive(sets: dict[str, list[str]]) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """Contrastive sets without repeated prompts and without the prompt itself.
+
+    A repeated contrastive prompt would enter TextNorm's softmax denominator twice, and the prompt
+    itself among its contrasts caps its probability at 1/2. (The published composition sets hold
+    repeats in 32 sets; one comprehensive set lists its own prompt.) Returns the cleaned sets and
+    the counts dropped: ``{"duplicates": d, "self": s, "sets": k}`` (k sets changed)."""
+    cleaned, dup, self_, changed = {}, 0, 0, 0
+    for prompt, contrasts in sets.items():
+        seen, out = set(), []
+        for c in contrasts:
+            if c == prompt:
+                self_ += 1
+            elif c in seen:
+                dup += 1
+            else:
+                seen.add(c)
+                out.append(c)
+        changed += len(out) != len(contrasts)
+        cleaned[prompt] = out
+    return cleaned, {"duplicates": dup, "self": self_, "sets": changed}
+
+
 def load_published_scores(subsets: Iterable[str] = SUBSETS, **source) -> pd.DataFrame:
     """One row per (prompt, model) of the published per-prompt alignment scores.
 

@@ -217,6 +217,10 @@ class Finetuner:
             if key in row and not np.isfinite(row[key]):
                 raise FloatingPointError(f"{self.cfg.method} step {self.step}: the loss became {row[key]}; "
                                          "lower the learning rate or check the reward")
+        with torch.no_grad():
+            if not all(bool(torch.isfinite(p).all()) for p in self.params):
+                raise FloatingPointError(f"{self.cfg.method} step {self.step}: some weights became non-finite "
+                                         "(inf or NaN); lower the learning rate or check the reward")
         row["seconds"] = round(time.time() - t0, 3)
         self.metrics.append(row)
         self.step += 1
@@ -399,8 +403,11 @@ class Finetuner:
         return self.metrics
 
     def save_checkpoint(self, out: str | Path) -> Path:
-        """checkpoint.pt (tensors only: trainable weights, optimiser, RWSFT pool) and state.json
-        (step, config, metrics), each written to a temporary file and renamed into place."""
+        """checkpoint.pt: trainable weights, optimiser, RWSFT pool and the run's state (step,
+        config, metrics as a JSON string), loadable with ``weights_only=True``; state.json and
+        metrics.json are readable copies of the state. Each file is written to a temporary file,
+        fsynced and renamed into place, and checkpoint.pt alone is what a resume reads, so a crash
+        at any moment leaves the last complete checkpoint to resume from."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         trainable = {k: v.detach().cpu() for k, v in self.accelerator.unwrap_model(self.unet).named_parameters()
@@ -412,6 +419,7 @@ class Finetuner:
             tensors["scaler"] = self.accelerator.scaler.state_dict()
         state = {"step": self.step, "updates": self.updates, "config": asdict(self.cfg), "metrics": self.metrics,
                  "final_eval": self.final_eval, "pool_prompt": self.pool["prompt"] if self.pool else None}
+        tensors["state_json"] = json.dumps(state)   # one file, one rename: weights and state agree
         _atomic_write(out / "checkpoint.pt", lambda f: torch.save(tensors, f))
         _atomic_write(out / "state.json", lambda f: f.write(json.dumps(state).encode()))
         _atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(self.metrics, indent=1).encode()))
@@ -419,14 +427,21 @@ class Finetuner:
 
     def load_checkpoint(self, out: str | Path) -> None:
         out = Path(out)
-        state = json.loads((out / "state.json").read_text())
+        try:
+            # weights_only: a checkpoint is data, never code (a crafted pickle must not run)
+            tensors = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ValueError(f"cannot resume from {out / 'checkpoint.pt'}: not a complete checkpoint of this "
+                             f"program ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]})") from exc
+        if not isinstance(tensors, dict) or "state_json" not in tensors:
+            raise ValueError(f"cannot resume from {out / 'checkpoint.pt'}: it holds no run state")
+        state = json.loads(tensors["state_json"])
         saved = {k: v for k, v in state["config"].items() if k != "steps"}
         now = {k: v for k, v in asdict(self.cfg).items() if k != "steps"}
         diff = sorted(k for k in now if saved.get(k) != now[k])
         if diff:
             raise ValueError("cannot resume: the run in " + str(out) + " was made with other settings ("
                              + ", ".join(f"{k}: {saved.get(k)!r} there, {now[k]!r} now" for k in diff) + ")")
-        tensors = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
         named = dict(self.accelerator.unwrap_model(self.unet).named_parameters())
         with torch.no_grad():
             for k, v in tensors["trainable"].items():
@@ -498,8 +513,13 @@ def _index_cond(cond, idx):
 
 
 def finetune(cfg: FinetuneConfig, out: str | Path | None = None, resume: bool = False, progress: bool = True,
-             pipe=None, reward_fn=None, task: Task | None = None) -> list[dict]:
-    """Notebook-friendly entry point with the CLI's parameters."""
+             pipe=None, reward_fn=None, task: Task | None = None, overwrite: bool = False) -> list[dict]:
+    """Notebook-friendly entry point with the CLI's parameters. A folder ``out`` that holds a run is
+    continued (``resume``) or replaced (``overwrite``), never silently overwritten."""
+    if out is not None and not resume and not overwrite:
+        held = [n for n in ("checkpoint.pt", "state.json", "metrics.json") if (Path(out) / n).exists()]
+        if held:
+            raise FileExistsError(f"{out} holds a run ({', '.join(held)}); resume it, or overwrite it explicitly")
     tuner = Finetuner(cfg, pipe=pipe, reward_fn=reward_fn, task=task)
     if resume:
         if out is None or not (Path(out) / "checkpoint.pt").is_file():

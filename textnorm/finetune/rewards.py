@@ -15,6 +15,7 @@ name can stand in for PATH as ``NAME=PATH`` (e.g. ``raw:imagereward=/models/Imag
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -27,6 +28,9 @@ def _load(item: str, device: str):
     from textnorm.rewards import load_reward
 
     name, _, path = item.partition("=") if "=" in item else ("clip", "", item)
+    if path and (path.startswith((".", "/", "~")) or "\\" in path) and not Path(path).expanduser().exists():
+        # a local path (not a hub id): say it is missing instead of letting the hub client call it a bad repo id
+        raise FileNotFoundError(f"reward model folder {path} does not exist")
     return load_reward(name, path or None, device=device)
 
 

@@ -169,3 +169,59 @@ def test_load_judgments_errors(tmp_path):
     good = tmp_path / "good.csv"
     good.write_text("rater,prompt,left,right,choice\nr1,a cat,A,B, Left \n")
     assert he.load_judgments(good).choice.tolist() == ["left"]
+
+
+# ---------------------------------------------------------------- degenerate data: errors, not numbers
+def _rows(spec):
+    """spec: (prompt, left, right, choice) tuples -> judgments table."""
+    return pd.DataFrame([{"rater": f"r{i % 3}", "prompt": p, "left": a, "right": b, "choice": c}
+                         for i, (p, a, b, c) in enumerate(spec)])
+
+
+def test_ten_to_nothing_is_separation_not_a_strength():
+    df = _rows([(f"p{i}", "a", "b", "left") for i in range(10)])
+    with pytest.raises(ValueError, match="separation"):
+        he.bradley_terry(df)
+    with pytest.raises(ValueError, match="separation"):
+        he.bradley_terry_bootstrap(df, n_boot=10)
+    # the exact sign test answers the question instead: 2 * 0.5**10
+    row = he.compare(df).iloc[0]
+    assert row.p_sign_drop == pytest.approx(2 * 0.5 ** 10)
+
+
+def test_unconnected_systems_and_all_ties():
+    df = _rows([("p1", "a", "b", "left"), ("p2", "b", "a", "left"), ("p1", "c", "d", "left"), ("p2", "d", "c", "left")])
+    with pytest.raises(ValueError, match="2 unconnected groups"):
+        he.bradley_terry(df)
+    ties = _rows([("p1", "a", "b", "tie"), ("p2", "a", "b", "tie")])
+    with pytest.raises(ValueError, match="every judgment is a tie"):
+        he.bradley_terry(ties)
+    assert np.isnan(he.compare(ties).iloc[0].win_rate_a)
+
+
+def test_one_prompt_has_no_clusters_and_no_bootstrap():
+    df = _rows([("p1", "a", "b", c) for c in ("left", "left", "right", "left", "right")])
+    with pytest.raises(ValueError, match="at least\\s+two prompts"):
+        he.bradley_terry(df)
+    with pytest.raises(ValueError, match="at least two prompts"):
+        he.bradley_terry_bootstrap(df, n_boot=50)
+
+
+def test_bootstrap_rejects_no_draws_and_counts_left_out_resamples():
+    df = _rows([("p1", "a", "b", "left"), ("p1", "a", "b", "right"), ("p2", "a", "b", "left"),
+                ("p2", "a", "b", "left"), ("p3", "a", "b", "right"), ("p3", "a", "b", "left")])
+    for n in (0, -5):
+        with pytest.raises(ValueError, match="n_boot must be >= 1"):
+            he.bradley_terry_bootstrap(df, n_boot=n)
+    boot = he.bradley_terry_bootstrap(df, n_boot=200, seed=0)
+    used = int(boot.n_boot.iloc[0])
+    # resamples of p2 only (a never lost) have no finite fit: (1/3)^3 of them, about 7 of 200
+    assert 180 < used < 200
+    assert boot.boot_low.iloc[1] < boot.boot_high.iloc[1] and np.isfinite(boot.boot_high.iloc[1])
+
+
+def test_single_row():
+    df = _rows([("p1", "a", "b", "left")])
+    with pytest.raises(ValueError, match="separation"):
+        he.bradley_terry(df)
+    assert he.compare(df).iloc[0].p_sign_drop == 1.0

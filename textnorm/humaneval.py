@@ -13,6 +13,11 @@ two systems, ``left`` and ``right``, and chose ``left``, ``right`` or ``tie``.
   intercept on non-tied judgments (x = +1 for the left system, -1 for the right, the reference
   system's column dropped so b_ref = 0); standard errors clustered by prompt (statsmodels GLM,
   ``cov_type="cluster"``), and a prompt-clustered bootstrap (prompts resampled with replacement).
+  The maximum-likelihood strengths exist only when the graph of wins (an edge from winner to
+  loser) is strongly connected (Zermelo, 1929; Ford, 1957): a system that never lost (or never
+  won) against the rest has an infinite strength. Such data, comparisons that fall apart into
+  unconnected groups, all-tie data and fewer than two prompts (no clusters) are errors that say
+  which; bootstrap resamples without a finite fit are left out and counted.
 - Power: the number of non-tied judgments for a two-sided exact sign test at level alpha to detect
   a true win rate p (e.g. 2/3, "twice as many wins") with the given power; and the normal
   approximation (statsmodels ``NormalIndPower`` on Cohen's h).
@@ -136,13 +141,52 @@ def _design(df: pd.DataFrame, systems: list[str], reference: str) -> tuple[np.nd
     return X, y
 
 
+def _components(systems: list[str], left, right, strong: bool) -> list[list[str]]:
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    index = {s: i for i, s in enumerate(systems)}
+    rows, cols = [index[a] for a in left], [index[b] for b in right]
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(systems), len(systems)))
+    n, labels = connected_components(graph, directed=True, connection="strong" if strong else "weak")
+    return [[s for s in systems if labels[index[s]] == k] for k in range(n)]
+
+
+def fit_problem(df: pd.DataFrame, systems: list[str] | None = None) -> str | None:
+    """Why Bradley-Terry has no finite fit on these judgments, or None when it has one."""
+    systems = systems or sorted(set(df.left) | set(df.right))
+    groups = _components(systems, df.left, df.right, strong=False)
+    if len(groups) > 1:
+        return (f"the comparisons fall apart into {len(groups)} unconnected groups {groups}: strengths of "
+                "systems never compared, directly or through others, are not defined")
+    decided = df[df.choice != "tie"]
+    if decided.empty:
+        return "every judgment is a tie: no win or loss to fit strengths to"
+    winners = np.where(decided.choice == "left", decided.left, decided.right)
+    losers = np.where(decided.choice == "left", decided.right, decided.left)
+    groups = _components(systems, winners, losers, strong=True)
+    if len(groups) > 1:
+        return (f"separation: the wins do not connect every system both ways (groups {groups}; some group never "
+                "lost, or never won, against the others), so the maximum-likelihood strengths are infinite; "
+                "report the win counts and the exact sign test (compare) instead")
+    return None
+
+
 def bradley_terry(df: pd.DataFrame, reference: str | None = None, level: float = 0.95) -> pd.DataFrame:
-    """Bradley-Terry strengths b_s (b_reference = 0) with prompt-clustered standard errors."""
+    """Bradley-Terry strengths b_s (b_reference = 0) with prompt-clustered standard errors.
+    Raises ValueError when the data admit no finite fit (:func:`fit_problem`) or hold fewer than
+    two prompts (no clusters for the standard errors)."""
     df = validate(df)
     systems = sorted(set(df.left) | set(df.right))
     reference = reference or systems[0]
     if reference not in systems:
         raise ValueError(f"reference {reference!r} is not among the systems {systems}")
+    problem = fit_problem(df, systems)
+    if problem:
+        raise ValueError(f"Bradley-Terry: {problem}")
+    if df.loc[df.choice != "tie", "prompt"].nunique() < 2:
+        raise ValueError("Bradley-Terry: prompt-clustered standard errors need decided judgments on at least "
+                         "two prompts")
     X, y = _design(df, systems, reference)
     groups = pd.factorize(df.loc[df.choice != "tie", "prompt"])[0]
     fit = sm.GLM(y, X, family=sm.families.Binomial()).fit(cov_type="cluster", cov_kwds={"groups": groups})
@@ -158,19 +202,30 @@ def bradley_terry_bootstrap(df: pd.DataFrame, reference: str | None = None, n_bo
                             level: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """Percentile intervals of the strengths from refits on prompts resampled with replacement."""
     df = validate(df)
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     systems = sorted(set(df.left) | set(df.right))
     reference = reference or systems[0]
+    if reference not in systems:
+        raise ValueError(f"reference {reference!r} is not among the systems {systems}")
     prompts = df.prompt.unique()
+    if len(prompts) < 2:
+        raise ValueError("the prompt bootstrap needs at least two prompts (with one, every resample is the data)")
+    problem = fit_problem(df, systems)
+    if problem:
+        raise ValueError(f"Bradley-Terry: {problem}")
     by_prompt = {p: g for p, g in df.groupby("prompt")}
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(n_boot):
         sample = pd.concat([by_prompt[p] for p in rng.choice(prompts, len(prompts))], ignore_index=True)
+        if fit_problem(sample, systems):
+            continue  # no finite fit on this resample (e.g. a system never lost in it): left out, counted
         X, y = _design(sample, systems, reference)
-        if len(y) == 0 or y.all() or not y.any():
-            continue  # no information in this resample (all one way): skip it
         res = sm.GLM(y, X, family=sm.families.Binomial()).fit()
         draws.append(res.params)
+    if not draws:
+        raise ValueError(f"none of the {n_boot} prompt resamples admits a finite Bradley-Terry fit")
     draws = np.array(draws)
     alpha = (1 - level) / 2
     rows = [{"system": reference, "boot_low": 0.0, "boot_high": 0.0, "n_boot": len(draws)}]

@@ -27,3 +27,32 @@ def test_tia2_chapter_from_per_image_scores(mirror, tmp_path):
     assert "recomputed from 7500 per-image scores" in text
     assert "highest mean AUROC on counting: good" in text
     assert "no published scale / lambda choices" in text
+
+
+@pytest.mark.parametrize("parameters, message", [
+    ({"n_boot": -1}, "n_boot = -1: expected an integer >= 1"),
+    ({"ci_level": 1.5}, "ci_level = 1.5: expected a number strictly between 0 and 1"),
+    ({"reference": "Nope"}, "reference = 'Nope': expected one of"),
+    ({"scores_path": "missing.csv"}, "scores_path = 'missing.csv': expected an existing file"),
+    ({"subsets": "counting"}, "subsets = 'counting': expected a non-empty list"),
+])
+def test_bad_parameters_stop_the_chapter_at_once(mirror, tmp_path, parameters, message):
+    with pytest.raises(papermill.PapermillExecutionError) as err:
+        papermill.execute_notebook(str(repo_root() / "notebooks" / "01_tia2.ipynb"), str(tmp_path / "out.ipynb"),
+                                   kernel_name="python3", parameters={"tia2_mirror": str(mirror), **parameters},
+                                   progress_bar=False)
+    assert message in str(err.value) and err.value.exec_count == 3   # after the parameters and papermill's injected ones
+
+
+def test_parameter_rules():
+    from textnorm import params
+
+    params.check_parameters({"a": 3, "b": [0.1, 0.2]}, a=params.positive_int,
+                            b=params.nonempty_list_of(params.open_unit))
+    with pytest.raises(ValueError) as err:
+        params.check_parameters({"a": True, "b": [0.1, 0.1], "c": float("nan")}, a=params.positive_int,
+                                b=params.nonempty_list_of(params.open_unit), c=params.nonnegative_number)
+    text = str(err.value)
+    assert "a = True" in text and "without repeated items" in text and "c = nan" in text
+    with pytest.raises(KeyError):
+        params.check_parameters({}, a=params.positive_int)

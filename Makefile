@@ -49,12 +49,12 @@ unit: install
 nbval: install
 	$(BIN)/python -m pytest -q --nbval $(NOTEBOOKS) --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
-# Retrain the synthetic world from scratch (about 35 minutes on 2 cores); artifacts go to data/synth
+# Retrain the synthetic world from scratch (about 35 minutes on 2 cores); replaces the artifacts in data/synth
 synth: install
-	$(BIN)/textnorm train-generator --out data/synth/generator --steps 3000
-	$(BIN)/textnorm train-proxy --kind contrastive --out data/synth/proxy_contrastive
-	$(BIN)/textnorm train-proxy --kind preference --out data/synth/proxy_preference
-	$(BIN)/textnorm build-synth-benchmark --generator data/synth/generator --out data/synth/tia2_synth.npz
+	$(BIN)/textnorm train-generator --out data/synth/generator --steps 3000 --overwrite
+	$(BIN)/textnorm train-proxy --kind contrastive --out data/synth/proxy_contrastive --overwrite
+	$(BIN)/textnorm train-proxy --kind preference --out data/synth/proxy_preference --overwrite
+	$(BIN)/textnorm build-synth-benchmark --generator data/synth/generator --out data/synth/tia2_synth.npz --overwrite
 
 clean:
 	rm -rf _build

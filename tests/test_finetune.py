@@ -336,3 +336,31 @@ def test_non_finite_rewards_and_weights_stop_the_run():
         tuner.params[0].view(-1)[0] = float("nan")
     with pytest.raises(FloatingPointError, match="step 1: the loss became nan|step 1: some weights"):
         tuner.run_step()
+
+
+def test_damaged_checkpoints_are_refused_with_the_reason(tmp_path):
+    good = tmp_path / "good"
+    finetune(small(steps=1), out=good, pipe=SynthPipeline.build(), progress=False, reward_fn=brightness, task=task())
+    original = torch.load(good / "checkpoint.pt", weights_only=True)
+    key = next(iter(original["trainable"]))
+
+    def damaged(change, i):
+        run = tmp_path / f"d{i}"
+        run.mkdir()
+        tensors = {k: (dict(v) if isinstance(v, dict) else v) for k, v in original.items()}
+        change(tensors)
+        torch.save(tensors, run / "checkpoint.pt")
+        return run
+
+    cases = [
+        (lambda t: t["trainable"].__setitem__(key, torch.zeros(1)), f"weight {key} has shape \\(1,\\)"),
+        (lambda t: t["trainable"].pop(key), "do not match this model"),
+        (lambda t: t["trainable"].__setitem__("bogus.weight", torch.zeros(1)), "unexpected \\['bogus.weight'\\]"),
+        (lambda t: t.__setitem__("state_json", "[1, 2]"), "lacks or mistypes"),
+        (lambda t: t.__setitem__("state_json", "{not json"), "not valid JSON"),
+        (lambda t: t.pop("optimizer"), "no 'optimizer' entry"),
+    ]
+    for i, (change, message) in enumerate(cases):
+        with pytest.raises(ValueError, match=message):
+            finetune(small(steps=2), out=damaged(change, i), resume=True, pipe=SynthPipeline.build(), progress=False,
+                     reward_fn=brightness, task=task())

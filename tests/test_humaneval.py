@@ -203,7 +203,7 @@ def test_one_prompt_has_no_clusters_and_no_bootstrap():
     df = _rows([("p1", "a", "b", c) for c in ("left", "left", "right", "left", "right")])
     with pytest.raises(ValueError, match="at least\\s+two prompts"):
         he.bradley_terry(df)
-    with pytest.raises(ValueError, match="at least two prompts"):
+    with pytest.raises(ValueError, match="at least two\\s+prompts"):
         he.bradley_terry_bootstrap(df, n_boot=50)
 
 
@@ -211,7 +211,7 @@ def test_bootstrap_rejects_no_draws_and_counts_left_out_resamples():
     df = _rows([("p1", "a", "b", "left"), ("p1", "a", "b", "right"), ("p2", "a", "b", "left"),
                 ("p2", "a", "b", "left"), ("p3", "a", "b", "right"), ("p3", "a", "b", "left")])
     for n in (0, -5):
-        with pytest.raises(ValueError, match="n_boot must be >= 1"):
+        with pytest.raises(ValueError, match="n_boot must be an integer >= 1"):
             he.bradley_terry_bootstrap(df, n_boot=n)
     boot = he.bradley_terry_bootstrap(df, n_boot=200, seed=0)
     used = int(boot.n_boot.iloc[0])
@@ -225,3 +225,20 @@ def test_single_row():
     with pytest.raises(ValueError, match="separation"):
         he.bradley_terry(df)
     assert he.compare(df).iloc[0].p_sign_drop == 1.0
+
+
+def test_identical_prompts_give_no_clustered_errors_and_levels_are_checked():
+    # every prompt the same 2-1 pattern: the clustered variance is zero, not a precise estimate
+    df = _rows([(f"p{i}", "a", "b", c) for i in range(4) for c in ("left", "left", "right")])
+    with pytest.raises(ValueError, match="degenerate"):
+        he.bradley_terry(df)
+    for level in (0, 1, 1.5, True):
+        with pytest.raises(ValueError, match="level must be"):
+            he.compare(df, level=level)
+    with pytest.raises(ValueError, match="no pair"):
+        he.compare(df, pairs=[])
+    ties_elsewhere = _rows([("p1", "a", "b", "left"), ("p1", "a", "b", "right"), ("p2", "a", "b", "tie")])
+    with pytest.raises(ValueError, match="at least two prompts"):
+        he.bradley_terry_bootstrap(ties_elsewhere, n_boot=10)
+    with pytest.raises(ValueError, match="n_boot must be an integer"):
+        he.bradley_terry_bootstrap(df, n_boot=True)

@@ -56,3 +56,14 @@ def test_parameter_rules():
     assert "a = True" in text and "without repeated items" in text and "c = nan" in text
     with pytest.raises(KeyError):
         params.check_parameters({}, a=params.positive_int)
+
+
+def test_parameter_rules_edge_cases(tmp_path):
+    from textnorm import params
+
+    assert params.positive_number(10 ** 400) and params.open_unit(10 ** 400)       # no OverflowError
+    assert params.nonempty_list_of(params.nonnegative_number)([0, 0.0])            # repeated value
+    assert params.nonempty_list_of(params.positive_number)([1, 1.0])
+    assert params.one_of([0, 1])(True) and params.one_of([0, 1])(1) is None
+    (tmp_path / "f").write_text("x")
+    assert params.existing_path(tmp_path, kind="folder")("f") and params.existing_path(tmp_path, kind="file")("f") is None

@@ -192,3 +192,45 @@ def test_filesystem_errors_are_messages(mirror, counting, tmp_path, capsys):
     assert main(["evaluate", "--mirror", str(mirror), "--scores", str(csv), "--out", str(blocker / "m.json")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("textnorm evaluate:") and "Traceback" not in err
+
+
+def test_score_columns_are_checked(mirror, counting, tmp_path, capsys):
+    s = _scores(counting)
+    text = s.assign(tn=s.r.astype(object))
+    text.loc[3, "tn"] = "abc"          # one text value: the column is refused, not dropped
+    assert _evaluate(mirror, text, tmp_path) == 1
+    assert "score column 'tn' is not numeric (e.g. 'abc' in row 5 of the file)" in capsys.readouterr().err
+    for name in ("human", "coverage", "aligned"):
+        assert _evaluate(mirror, s.rename(columns={"r": name}), tmp_path) == 1
+        assert f"column {name!r} cannot be a score column" in capsys.readouterr().err
+    csv = tmp_path / "ok.csv"
+    s.to_csv(csv, index=False)
+    for cols, message in ((["prompt"], "cannot be a score column"), (["r", "r"], "score columns repeat")):
+        assert main(["evaluate", "--mirror", str(mirror), "--scores", str(csv), "--out", str(tmp_path / "c.json"),
+                     "--column", *cols]) == 1
+        assert message in capsys.readouterr().err
+    (tmp_path / "bin.csv").write_bytes(b"\xd0\xcf\x11\xe0" * 50)
+    assert _evaluate(mirror, None, tmp_path, "--subset", "counting", csv=tmp_path / "bin.csv") == 1
+    assert "cannot read scores CSV" in capsys.readouterr().err
+
+
+def test_scores_without_subset_against_several_subsets(mirror, counting):
+    labels = tia2.load_images(["counting", "composition"], mirror=mirror)
+    with pytest.raises(ValueError, match="no 'subset' column but the labels hold several subsets"):
+        evaluation.metrics_from_scores(_scores(counting).drop(columns=["subset", "prompt"]), labels)
+
+
+def test_only_unscorable_prompts(counting):
+    summary = tia2.prompt_summary(counting)
+    one_verdict = summary[~summary.scorable].prompt.iloc[0]
+    rows = counting[counting.prompt == one_verdict]
+    s = pd.DataFrame({"subset": rows.subset, "prompt": rows.prompt, "image": rows.image, "r": 0.5})
+    with pytest.raises(ValueError, match="none of the scored prompts can be evaluated"):
+        evaluation.metrics_from_scores(s, counting)
+
+
+def test_benchmark_out_is_checked_under_the_name_numpy_writes(tmp_path, capsys):
+    (tmp_path / "bench.npz").write_text("precious")
+    assert main(["build-synth-benchmark", "--generator", str(tmp_path / "nogen"), "--out", str(tmp_path / "bench"),
+                 "--quiet"]) == 1
+    assert "--overwrite" in capsys.readouterr().err and (tmp_path / "bench.npz").read_text() == "precious"

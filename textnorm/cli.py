@@ -123,7 +123,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     _check_out(args.out, inputs=(args.scores,), overwrite=args.overwrite)
     try:
         scores = pd.read_csv(args.scores)
-    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise CLIError(f"cannot read scores CSV {args.scores}: {exc}") from exc
     if "image" not in scores:
         raise CLIError(f"{args.scores} has no 'image' column (columns: {list(scores.columns)})")
@@ -186,6 +186,8 @@ def _cmd_build_synth(args: argparse.Namespace) -> int:
     from textnorm.synth import benchmark
     from textnorm.synth.generator import SynthPipeline
 
+    if not args.out.endswith(".npz"):
+        args.out += ".npz"   # what numpy writes; checked and recorded under the real name
     _check_out(args.out, inputs=(args.generator,), overwrite=args.overwrite)
     torch.set_num_threads(args.threads)
     pipe = SynthPipeline.from_pretrained(args.generator)

@@ -9,8 +9,11 @@ file names; the reported coverage then shows how many of the subset's prompts we
 - every (subset, image) appears once (duplicates, even with equal scores, would count twice);
 - every scored image is a TIA2 image of the subset (unknown names are an error, not dropped);
 - coverage per prompt: a prompt is either absent (not evaluated) or has all its annotated images
-  scored. A partly scored prompt is refused unless ``partial=True``; then its metrics are computed on
-  the scored images and the table says so (``n_scored`` < ``n_images``).
+  scored. A partly scored prompt is refused unless ``partial=True``; then its metrics, and its
+  ``human`` fraction, are computed on the scored images and the table says so (``n_scored`` <
+  ``n_images``).
+- score columns are numeric and named apart from the identifiers and the labels; without a
+  ``subset`` column the labels must hold one subset.
 
 Per-prompt metrics follow :mod:`textnorm.metrics` and the label and exclusion rules of
 :mod:`textnorm.tia2`. The JSON layout is the authors':
@@ -28,12 +31,34 @@ import pandas as pd
 from textnorm.metrics import METRIC_NAMES, per_prompt_metrics
 
 ID_COLUMNS = ("subset", "prompt", "image", "prompt_id")
+# names the labels and the output use: a score column of that name would be confused with them
+RESERVED = ("human", "coverage", "aligned", "label_1", "label_2", "label_3", "model", "n_scored", "n_images")
 
 
 def score_columns(scores: pd.DataFrame) -> list[str]:
-    """Numeric columns other than the identifying ones and a saved pandas index (``Unnamed: 0``)."""
-    return [c for c in scores.columns if c not in ID_COLUMNS and not str(c).startswith("Unnamed:")
-            and pd.api.types.is_numeric_dtype(scores[c])]
+    """The columns to evaluate: all but the identifying ones and a saved pandas index
+    (``Unnamed: 0``). Each must be numeric: a text value in a score column is an error naming
+    it, not a reason to drop the column."""
+    cols = [c for c in scores.columns if c not in ID_COLUMNS and not str(c).startswith("Unnamed:")]
+    check_score_columns(scores, cols)
+    return cols
+
+
+def check_score_columns(scores: pd.DataFrame, columns: Sequence[str]) -> None:
+    """Refuse duplicated, reserved, identifying, missing or non-numeric score columns."""
+    if len(set(columns)) != len(columns) or len(set(scores.columns)) != len(scores.columns):
+        raise ValueError(f"score columns repeat: {list(columns)} (table columns {list(scores.columns)})")
+    for c in columns:
+        if c in ID_COLUMNS or c in RESERVED:
+            raise ValueError(f"column {c!r} cannot be a score column (it names the {'identifiers' if c in ID_COLUMNS else 'labels or output'}); "
+                             "rename it")
+        if c not in scores:
+            raise KeyError(f"score columns {[c]} not in the scores table ({list(scores.columns)})")
+        col = scores[c]
+        if pd.api.types.is_bool_dtype(col) or not pd.api.types.is_numeric_dtype(col):
+            bad = col[pd.to_numeric(col, errors="coerce").isna() & col.notna()]
+            example = f" (e.g. {bad.iloc[0]!r} in row {bad.index[0] + 2} of the file)" if len(bad) else ""
+            raise ValueError(f"score column {c!r} is not numeric{example}; fix it or choose columns with --column")
 
 
 def _examples(values, k: int = 3) -> str:
@@ -82,10 +107,12 @@ def metrics_from_scores(scores: pd.DataFrame, images: pd.DataFrame, columns: Seq
     docstring for the checks; ``partial`` admits partly scored prompts)."""
     columns = list(columns) if columns is not None else score_columns(scores)
     if not columns:
-        raise ValueError("the scores table has no numeric score column")
-    missing = [c for c in columns if c not in scores]
-    if missing:
-        raise KeyError(f"score columns {missing} not in the scores table ({list(scores.columns)})")
+        raise ValueError("the scores table has no score column")
+    check_score_columns(scores, columns)
+    if "subset" not in scores and "subset" in images and images["subset"].nunique() > 1:
+        raise ValueError("the scores have no 'subset' column but the labels hold several subsets "
+                         f"({', '.join(sorted(images['subset'].unique()))}), whose image file names repeat; "
+                         "add the subset column")
     cov = coverage(scores, images)
     by = [c for c in ("subset", "prompt") if c in cov]
     part = cov[(cov.n_scored > 0) & (cov.n_scored < cov.n_images)]
@@ -101,7 +128,8 @@ def metrics_from_scores(scores: pd.DataFrame, images: pd.DataFrame, columns: Seq
         raise ValueError("some scores are missing (NaN); score every image of a prompt")
     table = per_prompt_metrics(merged, columns)
     if table.empty:
-        return table.assign(n_scored=pd.Series(dtype=int), n_images=pd.Series(dtype=int))
+        raise ValueError("none of the scored prompts can be evaluated: in each, all annotated images share one "
+                         "verdict (the ranking metrics need aligned and not aligned images)")
     return table.merge(cov, on=by, how="left")
 
 

@@ -85,6 +85,11 @@ def load_judgments(path: str | Path) -> pd.DataFrame:
     return validate(df)
 
 
+def _check_level(level) -> None:
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
+        raise ValueError(f"level must be a number strictly between 0 and 1, got {level!r}")
+
+
 def outcomes(df: pd.DataFrame, a: str, b: str) -> tuple[int, int, int]:
     """(wins of a, wins of b, ties) over the judgments comparing a and b, either side."""
     ab = df[(df.left == a) & (df.right == b)]
@@ -112,9 +117,12 @@ def compare(df: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None = None, le
     Clopper-Pearson intervals, sign-test p-values (ties dropped / split) and their Holm
     adjustments across the pairs."""
     df = validate(df)
+    _check_level(level)
     if pairs is None:
         systems = sorted(set(df.left) | set(df.right))
         pairs = [p for p in combinations(systems, 2) if sum(outcomes(df, *p)) > 0]
+    if not pairs:
+        raise ValueError("no pair of systems to compare")
     rows = []
     for a, b in pairs:
         w, l, t = outcomes(df, a, b)
@@ -177,6 +185,7 @@ def bradley_terry(df: pd.DataFrame, reference: str | None = None, level: float =
     Raises ValueError when the data admit no finite fit (:func:`fit_problem`) or hold fewer than
     two prompts (no clusters for the standard errors)."""
     df = validate(df)
+    _check_level(level)
     systems = sorted(set(df.left) | set(df.right))
     reference = reference or systems[0]
     if reference not in systems:
@@ -190,6 +199,10 @@ def bradley_terry(df: pd.DataFrame, reference: str | None = None, level: float =
     X, y = _design(df, systems, reference)
     groups = pd.factorize(df.loc[df.choice != "tie", "prompt"])[0]
     fit = sm.GLM(y, X, family=sm.families.Binomial()).fit(cov_type="cluster", cov_kwds={"groups": groups})
+    if not np.all(fit.bse > 1e-8 * np.maximum(1.0, np.abs(fit.params))):
+        raise ValueError("Bradley-Terry: the prompt-clustered standard errors are degenerate (zero): every prompt "
+                         f"shows the same outcomes ({groups.max() + 1} prompts), so the data say nothing about how "
+                         "much strengths vary between prompts; use more prompts or the exact sign test (compare)")
     z = stats.norm.ppf(0.5 + level / 2)
     rows = [{"system": reference, "strength": 0.0, "se": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": np.nan}]
     for s, b, se, p in zip([s for s in systems if s != reference], fit.params, fit.bse, fit.pvalues):
@@ -202,15 +215,17 @@ def bradley_terry_bootstrap(df: pd.DataFrame, reference: str | None = None, n_bo
                             level: float = 0.95, seed: int = 0) -> pd.DataFrame:
     """Percentile intervals of the strengths from refits on prompts resampled with replacement."""
     df = validate(df)
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    _check_level(level)
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot must be an integer >= 1, got {n_boot!r}")
     systems = sorted(set(df.left) | set(df.right))
     reference = reference or systems[0]
     if reference not in systems:
         raise ValueError(f"reference {reference!r} is not among the systems {systems}")
     prompts = df.prompt.unique()
-    if len(prompts) < 2:
-        raise ValueError("the prompt bootstrap needs at least two prompts (with one, every resample is the data)")
+    if df.loc[df.choice != "tie", "prompt"].nunique() < 2:
+        raise ValueError("the prompt bootstrap needs decided judgments on at least two prompts (with one, every "
+                         "resample is the data)")
     problem = fit_problem(df, systems)
     if problem:
         raise ValueError(f"Bradley-Terry: {problem}")

@@ -35,7 +35,12 @@ def _is_int(v) -> bool:
 
 
 def _is_number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        return math.isfinite(v)
+    except OverflowError:   # an int too large for a float
+        return False
 
 
 def positive_int(v) -> str | None:
@@ -64,7 +69,8 @@ def nonempty_text(v) -> str | None:
 
 def one_of(options: Iterable) -> Rule:
     options = list(options)
-    return lambda v: None if v in options else f"one of {options}"
+    # by type and value: True is not 1, 1.0 is not "1"
+    return lambda v: None if any(type(v) is type(o) and v == o for o in options) else f"one of {options}"
 
 
 def nonempty_list_of(rule_or_options) -> Rule:
@@ -76,18 +82,22 @@ def nonempty_list_of(rule_or_options) -> Rule:
         bad = [x for x in v if rule(x)]
         if bad:
             return f"a list whose items are each {rule(bad[0])} ({bad[0]!r} is not)"
-        if len(set(map(repr, v))) != len(v):
+        if any(a == b for i, a in enumerate(v) for b in v[i + 1:]):   # 1 == 1.0 == True, 0.0 == -0.0
             return "a list without repeated items"
         return None
     return check
 
 
-def existing_path(root: str | Path = ".", empty_ok: bool = False) -> Rule:
-    """A file or folder that exists (relative paths from ``root``); "" allowed when ``empty_ok``."""
+def existing_path(root: str | Path = ".", empty_ok: bool = False, kind: str = "any") -> Rule:
+    """A path that exists (relative paths from ``root``): a file (``kind="file"``), a folder
+    (``"folder"``) or either; "" allowed when ``empty_ok``."""
     def check(v) -> str | None:
         if empty_ok and v == "":
             return None
         if not isinstance(v, str) or not v:
             return "a path (string)"
-        return None if (Path(root) / v).exists() else f"an existing file or folder (not found from {root})"
+        path = Path(root) / v
+        ok = {"any": path.exists(), "file": path.is_file(), "folder": path.is_dir()}[kind]
+        what = {"any": "file or folder", "file": "file", "folder": "folder"}[kind]
+        return None if ok else f"an existing {what} (not found from {root})"
     return check

@@ -432,33 +432,70 @@ class Finetuner:
         return out / "checkpoint.pt"
 
     def load_checkpoint(self, out: str | Path) -> None:
-        out = Path(out)
+        """Restore a run saved by :meth:`save_checkpoint`, after checking that it is whole and
+        matches this run (settings other than ``steps``, parameter names and shapes); anything
+        else is a ValueError that says what is wrong."""
+        path = Path(out) / "checkpoint.pt"
+
+        def bad(why: str) -> ValueError:
+            return ValueError(f"cannot resume from {path}: {why}")
+
         try:
             # weights_only: a checkpoint is data, never code (a crafted pickle must not run)
-            tensors = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
+            tensors = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise ValueError(f"cannot resume from {out / 'checkpoint.pt'}: not a complete checkpoint of this "
-                             f"program ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]})") from exc
-        if not isinstance(tensors, dict) or "state_json" not in tensors:
-            raise ValueError(f"cannot resume from {out / 'checkpoint.pt'}: it holds no run state")
-        state = json.loads(tensors["state_json"])
+            raise bad(f"not a complete checkpoint of this program (torch.load with weights_only=True failed: "
+                      f"{type(exc).__name__})") from exc
+        if not isinstance(tensors, dict) or not isinstance(tensors.get("state_json"), str):
+            raise bad("it holds no run state")
+        try:
+            state = json.loads(tensors["state_json"])
+        except json.JSONDecodeError as exc:
+            raise bad(f"its run state is not valid JSON ({exc})") from exc
+        kinds = {"step": int, "updates": int, "config": dict, "metrics": list}
+        if not isinstance(state, dict) or any(not isinstance(state.get(k), t) or isinstance(state.get(k), bool)
+                                              for k, t in kinds.items()):
+            raise bad(f"its run state lacks or mistypes one of {list(kinds)}")
+        if state["step"] < 0 or state["updates"] < 0:
+            raise bad("its step counts are negative")
         saved = {k: v for k, v in state["config"].items() if k != "steps"}
         now = {k: v for k, v in asdict(self.cfg).items() if k != "steps"}
         diff = sorted(k for k in now if saved.get(k) != now[k])
         if diff:
             raise ValueError("cannot resume: the run in " + str(out) + " was made with other settings ("
                              + ", ".join(f"{k}: {saved.get(k)!r} there, {now[k]!r} now" for k in diff) + ")")
-        named = dict(self.accelerator.unwrap_model(self.unet).named_parameters())
+        for key in ("trainable", "optimizer"):
+            if not isinstance(tensors.get(key), dict):
+                raise bad(f"it has no {key!r} entry")
+        named = {k: p for k, p in self.accelerator.unwrap_model(self.unet).named_parameters() if p.requires_grad}
+        saved_w = tensors["trainable"]
+        if set(saved_w) != set(named):
+            missing, extra = sorted(set(named) - set(saved_w)), sorted(set(saved_w) - set(named))
+            raise bad(f"its weights do not match this model (missing {missing[:3]}, unexpected {extra[:3]})")
+        wrong = [k for k, v in saved_w.items() if not isinstance(v, torch.Tensor) or v.shape != named[k].shape]
+        if wrong:
+            k = wrong[0]
+            raise bad(f"weight {k} has shape {tuple(getattr(saved_w[k], 'shape', ()))}, the model's is "
+                      f"{tuple(named[k].shape)} ({len(wrong)} such weights)")
+        pool = None
+        if state.get("pool_prompt"):
+            x0, w, prompts = tensors.get("pool_x0"), tensors.get("pool_weight"), state["pool_prompt"]
+            if not (isinstance(x0, torch.Tensor) and isinstance(w, torch.Tensor) and isinstance(prompts, list)
+                    and len(x0) == len(w) == len(prompts)):
+                raise bad("its reward-weighted SFT pool is incomplete")
+            pool = {"x0": x0, "weight": w, "prompt": prompts}
+        try:
+            self.opt.load_state_dict(tensors["optimizer"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise bad(f"its optimiser state does not fit this model ({type(exc).__name__}: {exc})") from exc
         with torch.no_grad():
-            for k, v in tensors["trainable"].items():
+            for k, v in saved_w.items():
                 named[k].copy_(v)
-        self.opt.load_state_dict(tensors["optimizer"])
         if self.accelerator.scaler is not None and "scaler" in tensors:
             self.accelerator.scaler.load_state_dict(tensors["scaler"])
         self.step, self.updates = state["step"], state["updates"]
         self.metrics = state["metrics"]
-        if state.get("pool_prompt"):
-            self.pool = {"x0": tensors["pool_x0"], "weight": tensors["pool_weight"], "prompt": state["pool_prompt"]}
+        self.pool = pool
 
     def export(self, out: str | Path) -> Path:
         """A model that loads without textnorm: with LoRA, ``out/lora`` (diffusers'

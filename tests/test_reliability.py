@@ -145,7 +145,9 @@ def test_score_arguments_are_checked_before_any_work(tmp_path, capsys, mirror):
             "--out", str(tmp_path / "s.csv")]
     for extra, message in ((["--limit-prompts", "-1"], "--limit-prompts must be >= 0"),
                            (["--batch-size", "0"], "--batch-size must be >= 1"),
-                           (["--dtype", "float16"], "needs a GPU")):
+                           (["--dtype", "float16"], "needs a GPU"),
+                           (["--temperature", "nan"], "--temperature must be a finite number > 0"),
+                           (["--temperature", "0"], "--temperature must be a finite number > 0")):
         assert main(base + extra) == 1
         assert message in capsys.readouterr().err
     import torch

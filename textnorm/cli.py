@@ -83,6 +83,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
         raise CLIError(f"--limit-prompts must be >= 0 (0: all prompts), got {args.limit_prompts}")
     if args.batch_size < 1:
         raise CLIError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if not (args.temperature > 0 and args.temperature != float("inf")):
+        raise CLIError(f"--temperature must be a finite number > 0, got {args.temperature}")
     if args.dtype != "float32" and not args.device.startswith("cuda"):
         raise CLIError(f"--dtype {args.dtype} needs a GPU (--device cuda); on CPU use float32")
     if args.device.startswith("cuda") and not torch.cuda.is_available():

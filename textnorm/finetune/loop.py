@@ -564,6 +564,9 @@ def finetune(cfg: FinetuneConfig, out: str | Path | None = None, resume: bool = 
         if held:
             raise FileExistsError(f"{out} holds a run ({', '.join(held)}); resume it, or overwrite it explicitly")
     tuner = Finetuner(cfg, pipe=pipe, reward_fn=reward_fn, task=task)
+    if out is not None and overwrite and not resume:
+        for name in ("checkpoint.pt", "state.json", "metrics.json"):   # no old run left to resume by mistake
+            (Path(out) / name).unlink(missing_ok=True)
     if resume:
         if out is None or not (Path(out) / "checkpoint.pt").is_file():
             raise FileNotFoundError(f"nothing to resume: no checkpoint.pt in {out}")

@@ -2,11 +2,21 @@
 
 Modules, each with one job:
 
-- :mod:`textnorm.data`      download / mirror / sha256 verification of the TIA2 files
-- :mod:`textnorm.tia2`      tidy tables of the TIA2 benchmark and its label rules
-- :mod:`textnorm.metrics`   per-prompt ranking metrics, aggregation, bootstrap intervals, paired tests
-- :mod:`textnorm.agreement` inter-rater agreement of the raw TIA2 labels
-- :mod:`textnorm.cli`       the ``textnorm`` command line
+- TIA2 benchmark: :mod:`textnorm.data` (download / mirror / sha256 verification),
+  :mod:`textnorm.tia2` (tidy tables and label rules), :mod:`textnorm.scoring` (reward scores of a
+  folder of images), :mod:`textnorm.evaluation` (scores -> per-prompt metrics, with coverage checks)
+- statistics: :mod:`textnorm.metrics` (ranking metrics, bootstrap intervals, paired tests),
+  :mod:`textnorm.agreement` (inter-rater agreement), :mod:`textnorm.humaneval` (pairwise human
+  evaluations), :mod:`textnorm.selection` (choice of TextNorm's temperature and lambda)
+- rewards and calibration: :mod:`textnorm.rewards` (reward models behind one interface),
+  :mod:`textnorm.calibration` (TextNorm and its ensembles), :mod:`textnorm.prompts` (contrastive
+  prompts)
+- the synthetic world: :mod:`textnorm.synth` (scenes, gold judge, generator, proxies, benchmark)
+- fine-tuning: :mod:`textnorm.ddim` (the DDIM chain with log-probabilities),
+  :mod:`textnorm.finetune` (tasks, rewards, DDPO and reward-weighted SFT, experiments)
+- support: :mod:`textnorm.cli` (the ``textnorm`` command), :mod:`textnorm.params` (notebook
+  parameter checks), :mod:`textnorm.manifest` (hashes of the shipped artifacts),
+  :mod:`textnorm.paths`, :mod:`textnorm.quiet`, :mod:`textnorm.testing` (tiny models for tests)
 """
 
 import warnings

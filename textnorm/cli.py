@@ -10,32 +10,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 from textnorm import data
+from textnorm.files import atomic_write
 
 
 class CLIError(Exception):
     """An error the user can fix; printed without a traceback."""
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, so a failure leaves nothing behind; the
-    file gets the mode a plain ``open`` would give (mkstemp's is 0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _check_out(out: str, inputs: tuple[str | None, ...] = (), overwrite: bool = False, folder: bool = False) -> Path:
@@ -112,7 +95,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     reward = load_reward(args.reward, args.model, device=args.device, dtype=dtype, batch_size=args.batch_size)
     table = scoring.score_table(reward, images, args.images, contrastive, temperature=args.temperature,
                                 progress=not args.quiet)
-    _atomic_write(Path(args.out), lambda p: table.to_csv(p, index=False))
+    atomic_write(args.out, lambda f: table.to_csv(f, index=False))
     print(f"wrote {len(table)} rows to {args.out}")
     return 0
 
@@ -140,7 +123,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     table = evaluation.metrics_from_scores(scores, images, args.column or None, partial=args.partial)
     cov = evaluation.coverage(scores, images)
     layout = evaluation.to_published_layout(table)
-    _atomic_write(Path(args.out), lambda p: p.write_text(json.dumps(layout, indent=1)))
+    atomic_write(args.out, lambda f: f.write(json.dumps(layout, indent=1).encode()))
     scored = cov[cov.n_scored > 0]
     part = int((scored.n_scored < scored.n_images).sum())
     print(f"coverage: {len(scored)} of {len(cov)} {subset} prompts scored ({int(scored.n_scored.sum())} images); "

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
+from textnorm.files import atomic_write
 from textnorm.paths import repo_root
 
 
@@ -31,9 +31,7 @@ def record(artifact: str | Path, command: str, params: dict, manifest: str | Pat
     path = Path(manifest) if manifest else root / "data" / "MANIFEST.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     data[rel] = entry
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)   # a crash mid-write leaves the old manifest whole
+    atomic_write(path, lambda f: f.write((json.dumps(data, indent=1, sort_keys=True) + "\n").encode()))
     return entry
 
 

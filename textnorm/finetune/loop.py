@@ -56,8 +56,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -67,6 +65,7 @@ import torch
 from tqdm import tqdm
 
 from textnorm import ddim
+from textnorm.files import atomic_write
 from textnorm.finetune.adapters import make_adapter
 from textnorm.finetune.config import FinetuneConfig, validate
 from textnorm.finetune.rewards import make_reward
@@ -219,8 +218,8 @@ class Finetuner:
             if key in row and not np.isfinite(row[key]):
                 raise FloatingPointError(f"{self.cfg.method} step {self.step}: the loss became {row[key]}; "
                                          "lower the learning rate or check the reward")
-        with torch.no_grad():
-            if not all(bool(torch.isfinite(p).all()) for p in self.params):
+        with torch.no_grad():   # one reduction, one device sync per step
+            if not bool(torch.stack([torch.isfinite(p).all() for p in self.params]).all()):
                 raise FloatingPointError(f"{self.cfg.method} step {self.step}: some weights became non-finite "
                                          "(inf or NaN); lower the learning rate or check the reward")
         row["seconds"] = round(time.time() - t0, 3)
@@ -426,9 +425,9 @@ class Finetuner:
         state = {"step": self.step, "updates": self.updates, "config": asdict(self.cfg), "metrics": self.metrics,
                  "final_eval": self.final_eval, "pool_prompt": self.pool["prompt"] if self.pool else None}
         tensors["state_json"] = json.dumps(state)   # one file, one rename: weights and state agree
-        _atomic_write(out / "checkpoint.pt", lambda f: torch.save(tensors, f))
-        _atomic_write(out / "state.json", lambda f: f.write(json.dumps(state).encode()))
-        _atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(self.metrics, indent=1).encode()))
+        atomic_write(out / "checkpoint.pt", lambda f: torch.save(tensors, f))
+        atomic_write(out / "state.json", lambda f: f.write(json.dumps(state).encode()))
+        atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(self.metrics, indent=1).encode()))
         return out / "checkpoint.pt"
 
     def load_checkpoint(self, out: str | Path) -> None:
@@ -514,24 +513,6 @@ class Finetuner:
         self.pipe.unet = unet
         self.pipe.save_pretrained(out / "pipeline")
         return out / "pipeline"
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, fsync, then rename over ``path``: a
-    crash leaves the previous file intact. The file gets the umask's mode, as open() would."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class _AdaptersOff(torch.nn.Module):

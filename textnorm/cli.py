@@ -197,6 +197,10 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     if not args.resume:
         _check_out(args.out, overwrite=args.overwrite, folder=True)
     metrics = finetune(cfg, out=args.out, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:   # under accelerate launch one process reports
+        return 0
     last = metrics[-1] if metrics else {}
     print(f"{len(metrics)} steps; last: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items()
                                                       if k != "step" and isinstance(v, float)))

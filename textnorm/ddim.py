@@ -142,14 +142,19 @@ class Trajectory:
 
 
 def sample(eps_fn: EpsFn, chain: Chain, x: torch.Tensor, eta: float, generator: torch.Generator,
-           record: bool = True) -> Trajectory:
+           record: bool = True, rows: tuple[int, slice] | None = None) -> Trajectory:
     """Run the chain from x_T = ``x``. With eta > 0 one N(0, I) draw per step comes from
     ``generator`` (on the CPU, so a seed gives the same images on every device); with eta = 0
-    nothing is drawn. ``record=False`` keeps only x_0 (cheaper for plain sampling)."""
+    nothing is drawn. ``record=False`` keeps only x_0 (cheaper for plain sampling).
+    ``rows=(total, slice)``: ``x`` holds those rows of a batch of ``total`` (one process's shard);
+    each step's noise is drawn for the whole batch and sliced, so a row's noise does not depend on
+    how the batch was split across processes."""
     lats, lps, means = [x], [], []
+    total, sl = rows if rows is not None else (x.shape[0], slice(None))
     for i, t in enumerate(chain.timesteps):
         out = eps_fn(x, t.to(x.device))
-        noise = torch.randn(x.shape, generator=generator).to(x.device, x.dtype) if eta > 0 else None
+        noise = (torch.randn((total, *x.shape[1:]), generator=generator)[sl].to(x.device, x.dtype)
+                 if eta > 0 else None)
         x_prev, mean = chain.step(i, out, x, eta, noise)
         if record:
             stochastic = float(chain.sigma(i, eta)) > 0

@@ -50,12 +50,17 @@ statistics. ``eval_every`` measures reward and gold on the task's training promp
 and held-out prompts with the same noise each time, so successive evaluations are paired. All
 randomness comes from CPU generators seeded by (seed, step), and a checkpoint holds weights,
 optimiser and (RWSFT) pool, so a resumed run continues exactly as an uninterrupted one.
+
+Under ``accelerate launch`` the settings stay global (a round's samples, a minibatch) and every
+process takes an equal share; rewards are gathered before advantages or selection, DDP averages
+the gradients, and the main process alone writes files (:mod:`textnorm.finetune.distributed`).
 """
 
 from __future__ import annotations
 
 import copy
 import json
+from contextlib import nullcontext as _nullcontext
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -68,6 +73,7 @@ from textnorm import ddim
 from textnorm.files import atomic_write
 from textnorm.finetune.adapters import make_adapter
 from textnorm.finetune.config import FinetuneConfig, validate
+from textnorm.finetune.distributed import gather, resolve_device, shard
 from textnorm.finetune.rewards import make_reward
 from textnorm.finetune.task import Task, make_task
 
@@ -83,11 +89,17 @@ def load_pipeline(path: str, device: str = "cpu"):
     return StableDiffusionPipeline.from_pretrained(path, safety_checker=None).to(device)
 
 
-def image_stats(images: np.ndarray) -> dict[str, float]:
+def image_stat_arrays(images: np.ndarray) -> dict[str, np.ndarray]:
+    """Per image: mean brightness, mean saturation (max - min channel) and the share of
+    near-grey pixels (saturation < 0.15), all in [0, 1]."""
     x = images.astype(float) / 255
     sat = x.max(-1) - x.min(-1)
-    return {"brightness": float(x.mean()), "saturation": float(sat.mean()),
-            "background_share": float((sat < 0.15).mean())}
+    return {"brightness": x.mean(axis=(1, 2, 3)), "saturation": sat.mean(axis=(1, 2)),
+            "background_share": (sat < 0.15).mean(axis=(1, 2))}
+
+
+def image_stats(images: np.ndarray) -> dict[str, float]:
+    return {k: float(v.mean()) for k, v in image_stat_arrays(images).items()}
 
 
 def make_generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
@@ -103,8 +115,16 @@ class Finetuner:
     def __init__(self, cfg: FinetuneConfig, pipe=None, reward_fn=None, task: Task | None = None):
         validate(cfg)
         self.cfg = cfg
+        from accelerate import Accelerator
+
+        # first the Accelerator: under `accelerate launch` it decides this process's device
+        self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
+                                       cpu=cfg.device == "cpu", device_placement=False)
+        self.device = resolve_device(self.accelerator, cfg.device)
+        self.processes, self.rank = self.accelerator.num_processes, self.accelerator.process_index
+        _check_split(cfg, self.processes)
         torch.manual_seed(cfg.seed)
-        self.pipe = pipe if pipe is not None else load_pipeline(cfg.model, cfg.device)
+        self.pipe = pipe.to(self.device) if pipe is not None else load_pipeline(cfg.model, self.device)
         self.adapter = make_adapter(self.pipe, cfg.resolution)
         self.task = task or self._make_task()
         self.chain = self.adapter.chain(cfg.sample_steps)
@@ -115,7 +135,7 @@ class Finetuner:
         if cfg.method == "ddpo" and not self.trained_steps:
             raise ValueError(f"no DDIM step has sigma >= min_train_sigma={cfg.min_train_sigma}")
         self.reward_fn = reward_fn or make_reward(cfg.reward, contrastive=self.task.contrastive,
-                                                  temperature=cfg.temperature, lam=cfg.lam, device=cfg.device,
+                                                  temperature=cfg.temperature, lam=cfg.lam, device=str(self.device),
                                                   gold=self.task.gold)
         unet = self.adapter.unet
         unet.requires_grad_(False)
@@ -145,12 +165,11 @@ class Finetuner:
             raise ValueError("no trainable parameters (LoRA found no attention projections?)")
         for p in self.params:
             p.data = p.data.float()
-        from accelerate import Accelerator
-
-        self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
-                                       cpu=cfg.device == "cpu")
         self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=0.0)
+        # several processes: self.unet is the DDP-wrapped model (gradients averaged over processes);
+        # sampling and evaluation, which need no gradients, run the bare model (self.policy)
         self.unet, self.opt = self.accelerator.prepare(unet, self.opt)
+        self.policy = self.accelerator.unwrap_model(self.unet)
         self.step = 0
         self.updates = 0   # optimiser updates so far (learning-rate warm-up)
         self.metrics: list[dict] = []
@@ -174,19 +193,25 @@ class Finetuner:
 
     @torch.no_grad()
     def sample(self, prompts: list[str], generator: torch.Generator, eta: float | None = None,
-               unet=None) -> tuple[ddim.Trajectory, object]:
+               unet=None, rows: tuple[int, slice] | None = None) -> tuple[ddim.Trajectory, object]:
         """Trajectories of the given prompts under the current policy (or ``unet``), with the
-        training autocast policy."""
+        training autocast policy. ``rows=(total, slice)``: the prompts are those rows of a batch of
+        ``total`` (this process's shard); the noise is the whole batch's, sliced."""
         ad = self.adapter
+        total, sl = rows if rows is not None else (len(prompts), slice(None))
         cond = ad.encode(prompts)
-        x = torch.randn((len(prompts), *ad.latent_shape), generator=generator).to(ad.device)
+        x = torch.randn((total, *ad.latent_shape), generator=generator)[sl].to(ad.device)
         was_training = self.unet.training
         self.unet.eval()
         with self.accelerator.autocast():
-            traj = ddim.sample(self._eps_fn(unet or self.unet, cond), self.chain, x,
-                               self.cfg.eta if eta is None else eta, generator)
+            traj = ddim.sample(self._eps_fn(unet or self.policy, cond), self.chain, x,
+                               self.cfg.eta if eta is None else eta, generator, rows=rows)
         self.unet.train(was_training)
         return traj, cond
+
+    def _rows(self, n: int) -> tuple[int, slice]:
+        """This process's rows of a global batch of n (all of them in a single process)."""
+        return n, shard(n, self.processes, self.rank)
 
     @torch.no_grad()
     def evaluate(self, eta: float | None = None) -> dict:
@@ -199,11 +224,15 @@ class Finetuner:
             if not prompts:
                 continue
             flat = [p for p in prompts for _ in range(self.cfg.eval_samples)]
-            traj, _ = self.sample(flat, make_generator(self.cfg.seed, 0, salt), eta=eta)
+            rows = self._rows(len(flat))
+            local = flat[rows[1]]
+            traj, _ = self.sample(local, make_generator(self.cfg.seed, 0, salt), eta=eta, rows=rows)
             images = self.adapter.decode(traj.x0)
-            out[f"{key}_reward"] = float(np.mean(self.reward_fn(images, flat)))
+            reward = np.asarray(self.reward_fn(images, local), dtype=float)
+            out[f"{key}_reward"] = float(np.mean(gather(self.accelerator, reward)))
             if self.task.gold is not None:
-                out[f"{key}_gold"] = float(np.mean(self.task.gold(images, flat)))
+                gold = np.asarray(self.task.gold(images, local), dtype=float)
+                out[f"{key}_gold"] = float(np.mean(gather(self.accelerator, gold)))
         return out
 
     # ------------------------------------------------------------------ one step
@@ -227,15 +256,20 @@ class Finetuner:
         self.step += 1
         return row
 
-    def _score(self, images: np.ndarray, flat: list[str]) -> tuple[np.ndarray, dict]:
-        rewards = np.asarray(self.reward_fn(images, flat), dtype=float)
-        if not np.all(np.isfinite(rewards)):
-            raise FloatingPointError(f"step {self.step}: the reward returned non-finite values")
-        row = {"reward": float(rewards.mean())}
+    def _score(self, images: np.ndarray, local: list[str]) -> tuple[np.ndarray, dict]:
+        """Rewards of this process's images, gathered over processes (the global batch, in order),
+        and the logged means."""
+        per_image = {"reward": np.asarray(self.reward_fn(images, local), dtype=float), **image_stat_arrays(images)}
         if self.task.gold is not None:
-            row["gold"] = float(np.mean(self.task.gold(images, flat)))
-        row.update(image_stats(images))
-        return rewards, row
+            per_image["gold"] = np.asarray(self.task.gold(images, local), dtype=float)
+        # gathered before any check, so every process sees the same values and stops together
+        per_image = {k: gather(self.accelerator, v) for k, v in per_image.items()}
+        if not np.all(np.isfinite(per_image["reward"])):
+            raise FloatingPointError(f"step {self.step}: the reward returned non-finite values")
+        row = {k: float(per_image[k].mean()) for k in ("reward", "gold") if k in per_image}
+        row.update({k: float(v.mean()) for k, v in per_image.items() if k not in row})
+        row["samples"] = len(per_image["reward"])
+        return per_image["reward"], row
 
     def _draw_prompts(self) -> list[str]:
         prompts = self.task.train_prompts
@@ -248,40 +282,52 @@ class Finetuner:
         cfg, ad, chain = self.cfg, self.adapter, self.chain
         prompts = self._draw_prompts()
         flat = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
-        traj, cond = self.sample(flat, make_generator(cfg.seed, self.step, SALT_SAMPLE))
-        rewards, row = self._score(ad.decode(traj.x0), flat)
+        n = len(flat)
+        rows = self._rows(n)
+        lo = rows[1].start
+        local = flat[rows[1]]
+        traj, cond = self.sample(local, make_generator(cfg.seed, self.step, SALT_SAMPLE), rows=rows)
+        rewards, row = self._score(ad.decode(traj.x0), local)   # global, in the order of flat
+        if self.processes > 1:   # a checksum of each process's samples (they differ: the shards do)
+            row["shard_checksums"] = gather(self.accelerator, np.array([float(traj.x0.double().sum())])).tolist()
         adv = np.zeros_like(rewards)
         for p in prompts:
             idx = [i for i, q in enumerate(flat) if q == p]
             r = rewards[idx]
             adv[idx] = (r - r.mean()) / (r.std() + 1e-6)
-        adv_t = torch.tensor(np.clip(adv, -cfg.adv_clip, cfg.adv_clip), dtype=torch.float32, device=ad.device)
+        adv_t = torch.tensor(np.clip(adv[rows[1]], -cfg.adv_clip, cfg.adv_clip), dtype=torch.float32,
+                             device=ad.device)
         steps = self.trained_steps
         # the reference model's step means on the sampled path, for the KL penalty (every sample) or
-        # only for the logged KL (evenly spaced samples, at most KL_LOG_SAMPLES: an unbiased estimate
-        # of the round's mean that saves a fifth of the round's UNet passes)
-        n = len(flat)
-        ref_idx = torch.arange(n) if cfg.kl_weight or n <= KL_LOG_SAMPLES else \
-            torch.linspace(0, n - 1, KL_LOG_SAMPLES).round().long()
-        ref_cond = cond if len(ref_idx) == n else _index_cond(cond, ref_idx.to(ad.device))
-        with torch.no_grad(), self.accelerator.autocast():
-            ref_means = {i: chain.mean(i, ad.eps(self.ref_unet, traj.latents[i][ref_idx], chain.timesteps[i].to(ad.device),
-                                                 ref_cond), traj.latents[i][ref_idx], cfg.eta).float() for i in steps}
-            kl = sum(chain.kl(i, traj.means[i][ref_idx].float(), ref_means[i], cfg.eta) for i in steps)
-        row["kl"] = float(kl.mean())
+        # only for the logged KL (evenly spaced samples of the global batch, at most KL_LOG_SAMPLES:
+        # an unbiased estimate of the round's mean that saves a fifth of the round's UNet passes)
+        ref_global = np.arange(n) if cfg.kl_weight or n <= KL_LOG_SAMPLES else \
+            np.round(np.linspace(0, n - 1, KL_LOG_SAMPLES)).astype(int)
+        ref_idx = torch.from_numpy(ref_global[(ref_global >= lo) & (ref_global < rows[1].stop)] - lo)
+        kl = np.zeros(0)
+        ref_means = {}
+        if len(ref_idx):
+            ref_cond = _index_cond(cond, ref_idx.to(ad.device))
+            with torch.no_grad(), self.accelerator.autocast():
+                ref_means = {i: chain.mean(i, ad.eps(self.ref_unet, traj.latents[i][ref_idx],
+                                                     chain.timesteps[i].to(ad.device), ref_cond),
+                                           traj.latents[i][ref_idx], cfg.eta).float() for i in steps}
+                kl = sum(chain.kl(i, traj.means[i][ref_idx].float(), ref_means[i], cfg.eta) for i in steps).cpu().numpy()
+        row["kl"] = float(np.mean(gather(self.accelerator, kl)))
         D = traj.x0[0].numel()
         stats = {"loss": [], "approx_kl": [], "clipfrac": []}
         grad_norms = []
         g = make_generator(cfg.seed, self.step, SALT_TRAIN)
+        n_local, b_local = len(local), cfg.batch_size // self.processes
         for epoch in range(cfg.inner_epochs):
-            perm = torch.randperm(n, generator=g)
-            for b in range(0, n, cfg.batch_size):
-                mb = perm[b:b + cfg.batch_size].to(ad.device)
+            perm = torch.randperm(n_local, generator=g)
+            for b in range(0, n_local, b_local):
+                mb = perm[b:b + b_local].to(ad.device)
                 track = epoch == 0 and b == 0   # per-step gradient norms on the round's first minibatch
                 with self.accelerator.accumulate(self.unet):
                     sub = _index_cond(cond, mb)
                     prev = None
-                    for i in steps:
+                    for j, i in enumerate(steps):
                         t = chain.timesteps[i].to(ad.device)
                         with self.accelerator.autocast():
                             mean = chain.mean(i, ad.eps(self.unet, traj.latents[i][mb], t, sub), traj.latents[i][mb],
@@ -293,9 +339,15 @@ class Finetuner:
                         pg = torch.maximum(-a * ratio, -a * ratio.clamp(1 - cfg.clip_range, 1 + cfg.clip_range))
                         loss = pg.mean()
                         if cfg.kl_weight:
+                            # with a KL penalty ref_means hold every local sample, in local order
                             loss = loss + cfg.kl_weight * (chain.kl(i, mean, ref_means[i][mb], cfg.eta) / D).mean()
                         loss = loss / len(steps)
-                        self.accelerator.backward(loss)
+                        # several processes: gradients are averaged once per update, after the last
+                        # trained step's backward (on the tracked minibatch after every step, so the
+                        # per-step norms are of the averaged gradient)
+                        last = j == len(steps) - 1
+                        with (self.accelerator.no_sync(self.unet) if not (last or track) else _nullcontext()):
+                            self.accelerator.backward(loss)
                         stats["loss"].append(float(loss.detach()) * len(steps))
                         stats["approx_kl"].append(float(0.5 * (log_ratio.detach() ** 2).mean()))
                         stats["clipfrac"].append(float(((ratio.detach() - 1).abs() > cfg.clip_range).float().mean()))
@@ -304,7 +356,8 @@ class Finetuner:
                             grad_norms.append(float((grads - prev).norm()) if prev is not None else float(grads.norm()))
                             prev = grads
                     self._sync_step()
-        row.update({k: float(np.mean(v)) for k, v in stats.items()})
+        # means over processes (equal shares of every minibatch)
+        row.update({k: float(np.mean(gather(self.accelerator, np.array([np.mean(v)])))) for k, v in stats.items()})
         row["grad_norms"] = grad_norms   # per trained step (listed in trained_steps order)
         return row
 
@@ -326,8 +379,11 @@ class Finetuner:
         cfg = self.cfg
         prompts = self.task.train_prompts
         flat = [p for p in prompts for _ in range(cfg.pool_size)]
-        traj, _ = self.sample(flat, make_generator(cfg.seed, self.step, SALT_POOL), eta=cfg.pool_eta)
-        rewards, row = self._score(self.adapter.decode(traj.x0), flat)
+        rows = self._rows(len(flat))
+        traj, _ = self.sample(flat[rows[1]], make_generator(cfg.seed, self.step, SALT_POOL), eta=cfg.pool_eta,
+                              rows=rows)
+        rewards, row = self._score(self.adapter.decode(traj.x0), flat[rows[1]])
+        x0 = gather(self.accelerator, traj.x0.float().cpu())   # the whole pool, on every process
         k = max(1, int(round(cfg.top_fraction * cfg.pool_size)))
         keep, weights, dropped = [], [], 0
         for j in range(len(prompts)):
@@ -340,7 +396,7 @@ class Finetuner:
             weights += ((r[top] - r.min()) / (r.max() - r.min())).tolist()
         if not keep:
             raise ValueError("every prompt's pool has tied rewards: reward-weighted SFT has nothing to learn from")
-        self.pool = {"x0": traj.x0[keep].float().cpu(), "prompt": [flat[i] for i in keep],
+        self.pool = {"x0": x0[keep], "prompt": [flat[i] for i in keep],
                      "weight": torch.tensor(weights, dtype=torch.float32)}
         return {**{f"pool_{k}": v for k, v in row.items()}, "pool_kept": len(keep), "pool_dropped_prompts": dropped}
 
@@ -353,18 +409,20 @@ class Finetuner:
         g = make_generator(cfg.seed, self.step, SALT_TRAIN)
         losses = []
         pretrain = self.task.pretrain_data if cfg.pretrain_weight > 0 else None
+        rows = self._rows(cfg.batch_size)   # this process's share of every minibatch
         for micro in range(cfg.grad_accum):
-            idx = torch.randint(0, len(pool["prompt"]), (cfg.batch_size,), generator=g)
+            idx = torch.randint(0, len(pool["prompt"]), (cfg.batch_size,), generator=g)[rows[1]]
             cond = ad.encode([pool["prompt"][i] for i in idx.tolist()])
             w = pool["weight"][idx].to(ad.device)
             with self.accelerator.accumulate(self.unet):
-                per, pred, xt, t = self._denoising_loss(pool["x0"][idx].to(ad.device), cond, g)
+                per, pred, xt, t = self._denoising_loss(pool["x0"][idx].to(ad.device), cond, g, rows)
                 loss = (w * per).mean()
                 if pretrain is not None:
                     # the authors' regulariser: the denoising loss on pre-training data
                     images, prompts = pretrain(cfg.batch_size,
                                                (cfg.seed * 1_000_003 + self.step) * cfg.grad_accum + micro)
-                    pre, _, _, _ = self._denoising_loss(ad.encode_images(images), ad.encode(prompts), g)
+                    images, prompts = images[rows[1]], prompts[rows[1]]
+                    pre, _, _, _ = self._denoising_loss(ad.encode_images(images), ad.encode(prompts), g, rows)
                     loss = loss + cfg.pretrain_weight * pre.mean()
                 elif cfg.pretrain_weight > 0:
                     # no pre-training data (e.g. Stable Diffusion): stay near the base model's prediction
@@ -374,17 +432,21 @@ class Finetuner:
                 self.accelerator.backward(loss)
                 self._sync_step()
             losses.append(float(loss.detach()))
-        row["loss"] = float(np.mean(losses))
+        # the mean over processes (equal shares of every minibatch): the global minibatch's loss
+        row["loss"] = float(np.mean(gather(self.accelerator, np.array([np.mean(losses)]))))
         return row
 
-    def _denoising_loss(self, x0: torch.Tensor, cond, g: torch.Generator):
-        """Per-sample || f_theta(x_t, t, y) - target ||^2 at uniform random t >= sft_min_t."""
+    def _denoising_loss(self, x0: torch.Tensor, cond, g: torch.Generator, rows: tuple[int, slice] | None = None):
+        """Per-sample || f_theta(x_t, t, y) - target ||^2 at uniform random t >= sft_min_t.
+        ``rows=(total, slice)``: x0 holds those rows of a minibatch of ``total``; t and the noise
+        are drawn for the whole minibatch and sliced (the same draws under any number of processes)."""
         cfg, ad = self.cfg, self.adapter
+        total, sl = rows if rows is not None else (x0.shape[0], slice(None))
         ac = ad.scheduler.alphas_cumprod.to(torch.float32)
         if cfg.sft_min_t >= ac.shape[0]:
             raise ValueError(f"sft_min_t={cfg.sft_min_t} leaves no timestep below {ac.shape[0]}")
-        t = torch.randint(cfg.sft_min_t, ac.shape[0], (x0.shape[0],), generator=g)
-        eps = torch.randn(x0.shape, generator=g).to(ad.device)
+        t = torch.randint(cfg.sft_min_t, ac.shape[0], (total,), generator=g)[sl]
+        eps = torch.randn((total, *x0.shape[1:]), generator=g)[sl].to(ad.device)
         a = ac[t].view(-1, *[1] * (x0.dim() - 1)).to(ad.device)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
         target = ddim.training_target(ad.scheduler.config.prediction_type, x0, eps, a)
@@ -395,7 +457,9 @@ class Finetuner:
 
     # ------------------------------------------------------------------ run, checkpoints, export
     def train(self, out: str | Path | None = None, progress: bool = True) -> list[dict]:
-        bar = tqdm(range(self.step, self.cfg.steps), disable=not progress, desc=f"{self.cfg.method} ({self.cfg.reward})")
+        main = self.accelerator.is_main_process
+        bar = tqdm(range(self.step, self.cfg.steps), disable=not (progress and main),
+                   desc=f"{self.cfg.method} ({self.cfg.reward})")
         for _ in bar:
             row = self.run_step()
             bar.set_postfix({k: f"{row[k]:.3f}" for k in ("reward", "gold", "loss") if k in row})
@@ -403,17 +467,34 @@ class Finetuner:
                 self.save_checkpoint(out)
         # the model after the last update (kept apart from the per-step metrics)
         self.final_eval = {"step": self.step, **self.evaluate()} if self.cfg.eval_every else {}
+        self.check_replicas()
         if out:
             self.save_checkpoint(out)
         return self.metrics
+
+    def check_replicas(self) -> list[float]:
+        """A checksum of the trainable weights from every process; they must be equal (DDP keeps
+        the replicas identical). Returns the checksums (one per process)."""
+        with torch.no_grad():
+            local = np.array([float(sum(p.detach().double().sum() for p in self.params))])
+        sums = gather(self.accelerator, local).tolist()
+        if len(set(sums)) > 1:
+            raise RuntimeError(f"the processes' weights differ after step {self.step} (checksums {sums}): "
+                               "the replicas diverged")
+        self.replica_checksums = sums
+        return sums
 
     def save_checkpoint(self, out: str | Path) -> Path:
         """checkpoint.pt: trainable weights, optimiser, RWSFT pool and the run's state (step,
         config, metrics as a JSON string), loadable with ``weights_only=True``; state.json and
         metrics.json are readable copies of the state. Each file is written to a temporary file,
         fsynced and renamed into place, and checkpoint.pt alone is what a resume reads, so a crash
-        at any moment leaves the last complete checkpoint to resume from."""
+        at any moment leaves the last complete checkpoint to resume from. Under several processes
+        the main process writes (the replicas are identical) while the others wait."""
         out = Path(out)
+        if not self.accelerator.is_main_process:
+            self.accelerator.wait_for_everyone()
+            return out / "checkpoint.pt"
         out.mkdir(parents=True, exist_ok=True)
         trainable = {k: v.detach().cpu() for k, v in self.accelerator.unwrap_model(self.unet).named_parameters()
                      if v.requires_grad}
@@ -423,11 +504,13 @@ class Finetuner:
         if self.accelerator.scaler is not None:   # fp16: the loss scale decides skipped steps
             tensors["scaler"] = self.accelerator.scaler.state_dict()
         state = {"step": self.step, "updates": self.updates, "config": asdict(self.cfg), "metrics": self.metrics,
-                 "final_eval": self.final_eval, "pool_prompt": self.pool["prompt"] if self.pool else None}
+                 "final_eval": self.final_eval, "pool_prompt": self.pool["prompt"] if self.pool else None,
+                 "processes": self.processes, "replica_checksums": getattr(self, "replica_checksums", None)}
         tensors["state_json"] = json.dumps(state)   # one file, one rename: weights and state agree
         atomic_write(out / "checkpoint.pt", lambda f: torch.save(tensors, f))
         atomic_write(out / "state.json", lambda f: f.write(json.dumps(state).encode()))
         atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(self.metrics, indent=1).encode()))
+        self.accelerator.wait_for_everyone()
         return out / "checkpoint.pt"
 
     def load_checkpoint(self, out: str | Path) -> None:
@@ -515,6 +598,20 @@ class Finetuner:
         return out / "pipeline"
 
 
+def _check_split(cfg: FinetuneConfig, processes: int) -> None:
+    """Several processes share every minibatch equally (so DDP's average of their gradients is the
+    minibatch's gradient): the global sizes must divide by the number of processes."""
+    if processes == 1:
+        return
+    sizes = {"batch_size": cfg.batch_size}
+    if cfg.method == "ddpo":
+        sizes["n_prompts x samples_per_prompt"] = cfg.n_prompts * cfg.samples_per_prompt
+    bad = {k: v for k, v in sizes.items() if v % processes}
+    if bad:
+        raise ValueError(f"with {processes} processes, " + " and ".join(f"{k} ({v})" for k, v in bad.items())
+                         + f" must be a multiple of {processes}: every process takes an equal share")
+
+
 class _AdaptersOff(torch.nn.Module):
     """The base model under LoRA: the same UNet with its adapters disabled."""
 
@@ -546,8 +643,10 @@ def finetune(cfg: FinetuneConfig, out: str | Path | None = None, resume: bool = 
             raise FileExistsError(f"{out} holds a run ({', '.join(held)}); resume it, or overwrite it explicitly")
     tuner = Finetuner(cfg, pipe=pipe, reward_fn=reward_fn, task=task)
     if out is not None and overwrite and not resume:
-        for name in ("checkpoint.pt", "state.json", "metrics.json"):   # no old run left to resume by mistake
-            (Path(out) / name).unlink(missing_ok=True)
+        if tuner.accelerator.is_main_process:
+            for name in ("checkpoint.pt", "state.json", "metrics.json"):   # no old run left to resume by mistake
+                (Path(out) / name).unlink(missing_ok=True)
+        tuner.accelerator.wait_for_everyone()
     if resume:
         if out is None or not (Path(out) / "checkpoint.pt").is_file():
             raise FileNotFoundError(f"nothing to resume: no checkpoint.pt in {out}")

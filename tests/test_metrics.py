@@ -173,3 +173,13 @@ def test_constant_scores_give_nan_correlations_without_warning():
         assert np.isnan(metrics.spearman([1.0, 1.0, 1.0], [1, 0, 1]))
         assert np.isnan(metrics.kendall([1.0, 1.0, 1.0], [1, 0, 1]))
     assert metrics.auroc([1.0, 1.0, 1.0], [1, 0, 1]) == 0.5
+
+
+def test_holm_by_hand():
+    # sorted p 0.01, 0.03, 0.04 -> 3 x 0.01, 2 x 0.03, max(1 x 0.04, 0.06): step-down keeps it monotone
+    np.testing.assert_allclose(metrics.holm([0.01, 0.04, 0.03]), [0.03, 0.06, 0.06])
+    np.testing.assert_allclose(metrics.holm([0.5, 0.6]), [1.0, 1.0])
+    with pytest.raises(ValueError):
+        metrics.holm([])
+    with pytest.raises(ValueError):
+        metrics.holm([0.1, float("nan")])

@@ -40,6 +40,20 @@ def test_rules_reproduce_published_human_fractions(images, mirror):
     assert np.allclose(ours.loc[pub.index].to_numpy(), pub.to_numpy())
 
 
+def test_label_rule_check_counts_matches_and_mismatches(images, mirror):
+    pub = tia2.load_published_scores(mirror=mirror)
+    check = tia2.label_rule_check(images, pub)
+    assert check == {"scorable_prompts": 525, "published_prompts": 525, "matched": 525, "max_abs_diff": 0.0,
+                     "only_ours": 0, "only_published": 0}
+    # one prompt's published fraction moved by 0.02 (one image of 50), another prompt dropped
+    first, second = pub.prompt.unique()[:2]
+    bad = pub[pub.prompt != second].copy()
+    bad.loc[bad.prompt == first, "human"] += 0.02
+    check = tia2.label_rule_check(images, bad)
+    assert check["matched"] == 523 and check["max_abs_diff"] == pytest.approx(0.02)
+    assert check["only_ours"] == 1 and check["only_published"] == 0
+
+
 def test_published_scores_table(mirror):
     pub = tia2.load_published_scores(mirror=mirror)
     assert set(pub.model.unique()) == set(tia2.MODELS)

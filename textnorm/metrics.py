@@ -20,7 +20,8 @@ For one prompt with images x_1..x_n, reward scores s_i and verdicts y_i in {0, 1
 Aggregation is the mean over prompts; intervals are percentile bootstrap intervals over prompts
 (resampling prompts with replacement). Paired comparisons of two rewards use the Wilcoxon
 signed-rank test on the per-prompt differences (zero differences dropped), Holm-corrected across
-all pairs compared within one subset and metric.
+all pairs compared within one subset and metric (the family of :func:`paired_tests`'s
+``p_holm``); :func:`holm` corrects over any larger family, e.g. every comparison a chapter reports.
 """
 
 from __future__ import annotations
@@ -211,3 +212,12 @@ def paired_tests(
             r["p_holm"] = float(ph)
         rows += group_rows
     return _keep_dtypes(pd.DataFrame(rows), table, [by])
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjustment over one family of p-values (controls the family-wise error
+    rate): the k-th smallest p becomes max_{j <= k} min(1, (m - j + 1) p_(j)), m = family size."""
+    p = np.asarray(p_values, dtype=float)
+    if p.ndim != 1 or p.size == 0 or not np.all((p >= 0) & (p <= 1)):
+        raise ValueError("holm needs a non-empty list of p-values in [0, 1]")
+    return multipletests(p, method="holm")[1]

@@ -75,6 +75,22 @@ def prompt_summary(images: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def label_rule_check(images: pd.DataFrame, published: pd.DataFrame) -> dict[str, float]:
+    """How well the aligned rule (:func:`is_aligned`) reproduces the published per-prompt ``human``
+    fractions: the scorable prompts (of ``images``), the published prompts, how many of the
+    published ones our fraction equals (to 1e-9) and the largest absolute difference. A published
+    prompt we do not have, or a scorable prompt the authors did not publish, is counted apart."""
+    ours = prompt_summary(images).query("scorable").set_index(["subset", "prompt"])["human"]
+    pub = published.drop_duplicates(["subset", "prompt"]).set_index(["subset", "prompt"])["human"]
+    pub.index = pub.index.set_levels(pub.index.levels[0].astype(str), level=0)
+    common = ours.index.intersection(pub.index)
+    diff = np.abs(ours.loc[common].to_numpy(dtype=float) - pub.loc[common].to_numpy(dtype=float))
+    return {"scorable_prompts": int(len(ours)), "published_prompts": int(len(pub)),
+            "matched": int((diff <= 1e-9).sum()), "max_abs_diff": float(diff.max()) if len(diff) else float("nan"),
+            "only_ours": int(len(ours.index.difference(pub.index))),
+            "only_published": int(len(pub.index.difference(ours.index)))}
+
+
 def scorable_images(images: pd.DataFrame) -> pd.DataFrame:
     """The rows of ``images`` whose prompt is scorable (mixed verdicts)."""
     summary = prompt_summary(images)

@@ -242,3 +242,47 @@ def test_identical_prompts_give_no_clustered_errors_and_levels_are_checked():
         he.bradley_terry_bootstrap(ties_elsewhere, n_boot=10)
     with pytest.raises(ValueError, match="n_boot must be an integer"):
         he.bradley_terry_bootstrap(df, n_boot=True)
+
+
+# ---------------------------------------------------------------- the prompt as the unit
+def _by_prompt_rows():
+    rows = []
+    for p, outcomes_ in {"p1": "aaa", "p2": "aab", "p3": "bbt"}.items():
+        for r, o in enumerate(outcomes_):
+            left, right = ("a", "b") if r % 2 == 0 else ("b", "a")
+            choice = "tie" if o == "t" else ("left" if (o == "a") == (left == "a") else "right")
+            rows.append({"rater": f"r{r}", "prompt": p, "left": left, "right": right, "choice": choice})
+    return judgments(rows)
+
+
+def test_compare_by_prompt_counts_prompts_by_hand():
+    out = he.compare_by_prompt(_by_prompt_rows(), [("a", "b")], n_boot=200).iloc[0]
+    # prompts: a wins p1 (3-0) and p2 (2-1), loses p3 (0-2 and a tie); pooled win rate 5 / 8
+    assert (out.prompts, out.prompt_wins_a, out.prompt_wins_b, out.prompt_ties) == (3, 2, 1, 0)
+    assert out.win_rate_a == pytest.approx(5 / 8)
+    assert out.p_sign_prompts == pytest.approx(1.0)   # 2 of 3 prompts: P(X >= 2 or X <= 1) = 1
+    assert out.boot_low <= 5 / 8 <= out.boot_high
+    flipped = he.compare_by_prompt(_by_prompt_rows(), [("b", "a")], n_boot=200).iloc[0]
+    assert flipped.win_rate_a == pytest.approx(3 / 8) and flipped.prompt_wins_a == 1
+
+
+def test_more_raters_with_the_same_verdicts_narrow_wilson_but_not_the_prompt_interval():
+    df = simulated(n_prompts=30, per_prompt=4, p_a=0.6, seed=3)
+    copies = pd.concat([df.assign(rater=df.rater + f"_{k}") for k in range(10)], ignore_index=True)
+    one, ten = he.compare(df), he.compare(copies)
+    assert (ten.wilson_high - ten.wilson_low).iloc[0] < 0.5 * (one.wilson_high - one.wilson_low).iloc[0]
+    pone, pten = he.compare_by_prompt(df, n_boot=300, seed=1), he.compare_by_prompt(copies, n_boot=300, seed=1)
+    assert pten.boot_low.iloc[0] == pytest.approx(pone.boot_low.iloc[0])
+    assert pten.boot_high.iloc[0] == pytest.approx(pone.boot_high.iloc[0])
+    assert pten.p_sign_prompts.iloc[0] == pytest.approx(pone.p_sign_prompts.iloc[0])
+
+
+def test_unclustered_bradley_terry_errors_shrink_with_copies_clustered_do_not():
+    df = simulated(n_prompts=30, per_prompt=4, p_a=0.6, seed=3)
+    copies = pd.concat([df.assign(rater=df.rater + f"_{k}") for k in range(4)], ignore_index=True)
+    naive1, naive4 = he.bradley_terry(df, cluster=False), he.bradley_terry(copies, cluster=False)
+    clus1, clus4 = he.bradley_terry(df), he.bradley_terry(copies)
+    assert naive4.se.iloc[1] == pytest.approx(naive1.se.iloc[1] / 2, rel=1e-4)   # 4x the data: half the error
+    assert clus4.se.iloc[1] == pytest.approx(clus1.se.iloc[1], rel=0.05)          # same prompts: same error
+    with pytest.raises(ValueError, match="no judgment compares"):
+        he.compare_by_prompt(df, [("a", "nobody")])

@@ -9,6 +9,11 @@ two systems, ``left`` and ``right``, and chose ``left``, ``right`` or ``tie``.
   Ties dropped: k = w, n = w + l. Ties split: each tie counts half a win and half a loss,
   k = w + t/2, n = w + l + t (an odd number of ties drops one tie, since the test needs whole
   counts). Exact binomial p-values (scipy ``binomtest``), Holm-corrected across pairs.
+- Judgments of one prompt are not independent (several raters judge the same pair of images), so
+  :func:`compare_by_prompt` takes the prompt as the unit: the win rate's percentile interval from
+  a bootstrap over prompts (each resample pools the decided judgments of the drawn prompts), and
+  the sign test over prompts: a prompt counts as a win for a when a won more of its judgments
+  than b, a loss when fewer; prompts with equal counts are dropped. Holm across pairs.
 - Bradley-Terry: P(i beats j) = sigmoid(b_i - b_j), fitted by logistic regression without
   intercept on non-tied judgments (x = +1 for the left system, -1 for the right, the reference
   system's column dropped so b_ref = 0); standard errors clustered by prompt (statsmodels GLM,
@@ -118,13 +123,8 @@ def compare(df: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None = None, le
     adjustments across the pairs."""
     df = validate(df)
     _check_level(level)
-    if pairs is None:
-        systems = sorted(set(df.left) | set(df.right))
-        pairs = [p for p in combinations(systems, 2) if sum(outcomes(df, *p)) > 0]
-    if not pairs:
-        raise ValueError("no pair of systems to compare")
     rows = []
-    for a, b in pairs:
+    for a, b in _pairs(df, pairs):
         w, l, t = outcomes(df, a, b)
         n = w + l
         wil = proportion_confint(w, n, alpha=1 - level, method="wilson") if n else (np.nan, np.nan)
@@ -136,6 +136,53 @@ def compare(df: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None = None, le
     out = pd.DataFrame(rows)
     for col in ("p_sign_drop", "p_sign_split"):
         out[col + "_holm"] = multipletests(out[col], method="holm")[1]
+    return out
+
+
+def _pairs(df: pd.DataFrame, pairs) -> list[tuple[str, str]]:
+    if pairs is None:
+        systems = sorted(set(df.left) | set(df.right))
+        pairs = [p for p in combinations(systems, 2) if sum(outcomes(df, *p)) > 0]
+    if not pairs:
+        raise ValueError("no pair of systems to compare")
+    return list(pairs)
+
+
+def compare_by_prompt(df: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None = None, level: float = 0.95,
+                      n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """One row per pair (a, b) with the prompt as the unit (module docstring): prompts compared,
+    a's win rate over decided judgments, its prompt-bootstrap percentile interval (``boot_low``,
+    ``boot_high``; resamples without a decided judgment are left out), prompts won and lost by
+    a (``prompt_wins_a``, ``prompt_wins_b``; equal counts: ``prompt_ties``), the sign test over
+    prompts (``p_sign_prompts``) and its Holm adjustment across pairs."""
+    df = validate(df)
+    _check_level(level)
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot must be an integer >= 1, got {n_boot!r}")
+    rng = np.random.default_rng(seed)
+    alpha = (1 - level) / 2
+    rows = []
+    for a, b in _pairs(df, pairs):
+        sub = df[((df.left == a) & (df.right == b)) | ((df.left == b) & (df.right == a))]
+        if sub.empty:
+            raise ValueError(f"no judgment compares {a!r} with {b!r}")
+        win_a = ((sub.left == a) & (sub.choice == "left")) | ((sub.right == a) & (sub.choice == "right"))
+        win_b = (sub.choice != "tie") & ~win_a
+        per = pd.DataFrame({"prompt": sub.prompt, "w": win_a.astype(int), "l": win_b.astype(int)}) \
+            .groupby("prompt", sort=True)[["w", "l"]].sum()
+        w, l = per.w.to_numpy(), per.l.to_numpy()
+        draws = rng.integers(0, len(per), (n_boot, len(per)))
+        ws, ns = w[draws].sum(1), (w + l)[draws].sum(1)
+        rates = ws[ns > 0] / ns[ns > 0]
+        lo, hi = np.quantile(rates, [alpha, 1 - alpha]) if len(rates) else (np.nan, np.nan)
+        pw, pl = int((w > l).sum()), int((w < l).sum())
+        rows.append({"system_a": a, "system_b": b, "prompts": len(per),
+                     "win_rate_a": w.sum() / (w + l).sum() if (w + l).sum() else np.nan,
+                     "boot_low": float(lo), "boot_high": float(hi), "n_boot": int(len(rates)),
+                     "prompt_wins_a": pw, "prompt_wins_b": pl, "prompt_ties": int(len(per) - pw - pl),
+                     "p_sign_prompts": sign_test(pw, pl)})
+    out = pd.DataFrame(rows)
+    out["p_sign_prompts_holm"] = multipletests(out.p_sign_prompts, method="holm")[1]
     return out
 
 
@@ -180,10 +227,13 @@ def fit_problem(df: pd.DataFrame, systems: list[str] | None = None) -> str | Non
     return None
 
 
-def bradley_terry(df: pd.DataFrame, reference: str | None = None, level: float = 0.95) -> pd.DataFrame:
-    """Bradley-Terry strengths b_s (b_reference = 0) with prompt-clustered standard errors.
-    Raises ValueError when the data admit no finite fit (:func:`fit_problem`) or hold fewer than
-    two prompts (no clusters for the standard errors)."""
+def bradley_terry(df: pd.DataFrame, reference: str | None = None, level: float = 0.95,
+                  cluster: bool = True) -> pd.DataFrame:
+    """Bradley-Terry strengths b_s (b_reference = 0) with prompt-clustered standard errors
+    (``cluster=False``: the model-based ones, which treat every judgment as independent; shown
+    beside the clustered ones to see what the clustering changes). Raises ValueError when the
+    data admit no finite fit (:func:`fit_problem`) or hold fewer than two prompts (no clusters
+    for the standard errors)."""
     df = validate(df)
     _check_level(level)
     systems = sorted(set(df.left) | set(df.right))
@@ -198,7 +248,8 @@ def bradley_terry(df: pd.DataFrame, reference: str | None = None, level: float =
                          "two prompts")
     X, y = _design(df, systems, reference)
     groups = pd.factorize(df.loc[df.choice != "tie", "prompt"])[0]
-    fit = sm.GLM(y, X, family=sm.families.Binomial()).fit(cov_type="cluster", cov_kwds={"groups": groups})
+    glm = sm.GLM(y, X, family=sm.families.Binomial())
+    fit = glm.fit(cov_type="cluster", cov_kwds={"groups": groups}) if cluster else glm.fit()
     if not np.all(fit.bse > 1e-8 * np.maximum(1.0, np.abs(fit.params))):
         raise ValueError("Bradley-Terry: the prompt-clustered standard errors are degenerate (zero): every prompt "
                          f"shows the same outcomes ({groups.max() + 1} prompts), so the data say nothing about how "

@@ -106,3 +106,13 @@ def test_committed_artifacts_load_and_match_manifest():
         assert reward.score_matrix(list(scenes.draw_batch(["a red circle"], seed=0)), ["a red circle"]).shape == (1, 1)
     images, table = benchmark.load(root / "data/synth/tia2_synth.npz")
     assert len(images) == len(table) and (table.groupby("prompt").size() == 50).all()
+
+
+def test_size_per_object_does_not_grow_with_the_count():
+    from textnorm.synth import judge, scenes
+
+    one = scenes.draw_batch(["a red square"] * 20, seed=0)
+    four = scenes.draw_batch(["four red squares"] * 20, seed=0)
+    assert judge.foreground(four).sum() > 2.5 * judge.foreground(one).sum()
+    ratio = judge.size_per_object(four).mean() / judge.size_per_object(one).mean()
+    assert 0.6 < ratio < 1.5

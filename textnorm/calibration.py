@@ -54,6 +54,18 @@ def textnorm(reward, contrast, temperature: float = 1.0) -> np.ndarray:
     return np.exp(z[..., 0] - logsumexp(z, axis=-1))
 
 
+def contrast_term(contrast, temperature: float = 1.0) -> np.ndarray:
+    """The part of log TextNorm that depends on the contrastive prompts alone,
+    -log sum_k exp(r(x, c_k) / T): as a score of its own it shows what normalising by the
+    contrastive prompts adds (AUROC above 0.5) or removes (below 0.5)."""
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    c = np.asarray(contrast, dtype=float)
+    if c.ndim == 0 or c.shape[-1] == 0:
+        raise ValueError("the contrast term needs at least one contrastive prompt (last axis)")
+    return -logsumexp(c / temperature, axis=-1)
+
+
 def textnorm_minmax(reward, contrast, scale: float = 1.0) -> np.ndarray:
     """The authors' variant: per-image min-max rescaling times ``scale``, then softmax."""
     if not scale > 0:

@@ -10,6 +10,9 @@
    ``"unknown"``. Template matching is robust to a stray pixel that would change a bounding box.
 4. The image matches the caption when the multiset of (colour, shape) objects equals the
    caption's exactly: right counts, right attributes, nothing extra.
+
+Two image measures for diagnostics: the foreground mask (saturated pixels) and the foreground
+pixels per object found.
 """
 
 from __future__ import annotations
@@ -93,6 +96,21 @@ def caption_objects(caption: Caption | str) -> Counter:
 
 def matches(img: np.ndarray, caption: Caption | str) -> bool:
     return objects(img) == caption_objects(caption)
+
+
+def foreground(images: np.ndarray, threshold: int = 40) -> np.ndarray:
+    """Foreground mask of uint8 images (..., H, W, 3): pixels whose channels differ by more than
+    ``threshold`` (the palette's colours are saturated, the background grey)."""
+    img = np.asarray(images)
+    return (img.max(-1).astype(int) - img.min(-1).astype(int)) > threshold
+
+
+def size_per_object(images: np.ndarray) -> np.ndarray:
+    """Per image, foreground pixels per object the judge finds (all foreground when it finds none):
+    an image-only property that, unlike total foreground, does not grow with the object count."""
+    fg = foreground(images).sum(axis=(-2, -1)).astype(float)
+    counts = np.array([max(1, sum(objects(im).values())) for im in np.asarray(images)], dtype=float)
+    return fg / counts
 
 
 def judge_batch(images: np.ndarray, captions: list[str]) -> np.ndarray:

@@ -1,11 +1,12 @@
 """Fine-tuning under ``accelerate launch`` with two CPU processes (gloo): the README's command,
-with ``--device cpu`` for ``--device cuda`` and small sizes appended (later options win).
+with ``--device cpu`` for ``--device cuda``, a free port, and small sizes appended (later options
+win), with several minibatches per round and two inner epochs.
 
-Against one process with the same global batch and one minibatch per round: per-step rewards and
-gold equal (relative tolerance 1e-4: the same samples, scored on images that differ by float
-rounding at most; losses within 1e-6 absolute) and the final weights equal to within 5% of the
-largest weight change of the run (measured: 1%; the two runs sum the minibatch's gradients in a
-different order)."""
+Against one process with the same settings: per-step rewards and gold equal (relative tolerance
+1e-4: the same samples, scored on images that differ by float rounding at most; losses within 1e-6
+absolute) and the final weights equal to within 0.1% of the run's weight change, in L2 norm over
+all trainable weights (measured: 3e-5 for DDPO, 5e-5 for RWSFT; the two runs sum each minibatch's
+gradients in a different order, and Adam amplifies that rounding where gradients nearly cancel)."""
 
 from __future__ import annotations
 
@@ -13,18 +14,20 @@ import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from textnorm.paths import repo_root
 
 SMALL = ["--reward", "raw:data/synth/proxy_contrastive", "--n-prompts", "2", "--samples-per-prompt", "4",
-         "--batch-size", "8", "--sample-steps", "4", "--steps", "3", "--eval-every", "1", "--eval-samples", "2",
-         "--warmup", "0", "--lr", "1e-4", "--quiet"]
+         "--batch-size", "4", "--inner-epochs", "2", "--sample-steps", "4", "--steps", "3", "--eval-every", "1",
+         "--eval-samples", "2", "--warmup", "0", "--lr", "1e-4", "--quiet"]
 RWSFT = ["--method", "rwsft", "--pool-size", "4", "--top-fraction", "0.5", "--batch-size", "4"]
 
 
@@ -37,7 +40,10 @@ def readme_command() -> list[str]:
     args[args.index("--device") + 1] = "cpu"
     out = args.index("--out")
     del args[out:out + 2]
-    return args
+    with socket.socket() as sock:   # a free port, not accelerate's fixed default
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return args[:2] + ["--main_process_port", str(port)] + args[2:]
 
 
 def run(args: list[str], out: Path) -> None:
@@ -60,13 +66,18 @@ def test_two_processes_follow_one(method, tmp_path):
     run([str(launcher), *launch[1:], *extra], tmp_path / "two")
     one = [sys.executable, *launch[launch.index("-m"):], *extra]   # the same options, one process
     run(one, tmp_path / "one")
+    if method == "ddpo":   # several minibatches per round: resuming on another process count is refused
+        proc = subprocess.run(one + ["--steps", "4", "--resume", "--out", str(tmp_path / "two")], cwd=repo_root(),
+                              env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 1 and "ran on 2 process(es)" in proc.stderr
 
     # one set of files, written by the main process
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["checkpoint.pt", "metrics.json", "state.json"]
     state = json.loads((tmp_path / "two" / "state.json").read_text())
     assert state["processes"] == 2
     a, b = state["replica_checksums"]
-    assert a == b   # both processes ended with the same weights
+    assert a == b and len(a) == 64   # both processes ended with the same weights (sha256)
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     single = json.loads((tmp_path / "one" / "metrics.json").read_text())
     assert json.loads((tmp_path / "one" / "state.json").read_text())["processes"] == 1
@@ -75,6 +86,7 @@ def test_two_processes_follow_one(method, tmp_path):
         for row in two:
             assert row["samples"] == 8                              # gathered: the whole global batch
             assert len(set(row["shard_checksums"])) == 2            # the processes drew different samples
+            assert len(row["grad_norms"]) == len(single[row["step"]]["grad_norms"])
     else:
         assert two[0]["pool_samples"] == 8 * 4                      # the whole pool (8 prompts x 4)
     compared = 0
@@ -90,9 +102,9 @@ def test_two_processes_follow_one(method, tmp_path):
     from textnorm.finetune.loop import load_pipeline
 
     base = dict(load_pipeline(str(repo_root() / "data/synth/generator")).unet.named_parameters())
-    change = max(float((w1[k] - base[k].detach()).abs().max()) for k in w1)
-    diff = max(float((w1[k] - w2[k]).abs().max()) for k in w1)
-    assert change > 0 and diff <= 0.05 * change, (diff, change)
+    change = sum(float(((w1[k] - base[k].detach()) ** 2).sum()) for k in w1) ** 0.5
+    diff = sum(float(((w1[k] - w2[k]) ** 2).sum()) for k in w1) ** 0.5
+    assert change > 0 and diff <= 1e-3 * change, (diff, change)
 
 
 def test_sizes_that_do_not_split_are_refused(tmp_path):
@@ -153,3 +165,20 @@ def test_device_must_be_the_one_accelerate_assigns():
     with pytest.raises(ValueError, match="pass --device cuda"):
         resolve_device(two, "cpu")
     assert resolve_device(SimpleNamespace(num_processes=1), "cuda:3") == torch.device("cuda", 3)
+
+
+def test_minibatches_are_the_same_for_any_number_of_processes():
+    from textnorm.finetune.distributed import minibatches, shard
+    from textnorm.finetune.loop import make_generator
+
+    n, b = 24, 8
+    mbs = minibatches(n, b, make_generator(0, 0))
+    assert len(mbs) == 3 and sorted(np.concatenate(mbs).tolist()) == list(range(n))
+    for p in (1, 2, 4, 8):   # every process holds b / p rows of every minibatch
+        for k in range(p):
+            sl = shard(n, p, k)
+            assert all(((mb >= sl.start) & (mb < sl.stop)).sum() == b // p for mb in mbs)
+    again = minibatches(n, b, make_generator(0, 0))
+    assert all((x == y).all() for x, y in zip(mbs, again))
+    with pytest.raises(ValueError, match="does not split"):
+        minibatches(10, 4, make_generator(0, 0))

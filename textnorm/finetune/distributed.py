@@ -25,6 +25,21 @@ def shard(n: int, processes: int, index: int) -> slice:
     return slice(int(bounds[index]), int(bounds[index + 1]))
 
 
+def minibatches(n: int, batch_size: int, generator: torch.Generator) -> list[np.ndarray]:
+    """Random minibatches of rows 0..n-1 (``batch_size`` divides n) that split equally over any
+    number of processes P dividing ``batch_size``: the batch is cut into ``batch_size`` windows of
+    M = n / batch_size consecutive rows, and each window sends one row to each of the M minibatches
+    (a random permutation per window). A process's shard (n / P consecutive rows) is a union of
+    whole windows, so it holds batch_size / P rows of every minibatch, and the minibatches do not
+    depend on P. Returns M arrays of global row indices."""
+    if batch_size < 1 or n % batch_size:
+        raise ValueError(f"a batch of {n} does not split into minibatches of {batch_size}")
+    m = n // batch_size
+    slot = torch.rand((batch_size, m), generator=generator).argsort(dim=1).numpy()   # window w -> rows by minibatch
+    windows = np.arange(batch_size) * m
+    return [windows + slot[:, k] for k in range(m)]
+
+
 def gather(accelerator, local):
     """Concatenate every process's ``local`` (numpy array or CPU tensor) in process order."""
     if accelerator.num_processes == 1:

@@ -6,8 +6,10 @@ The policy is the DDIM chain of :mod:`textnorm.ddim` (eta > 0) run by the UNet b
 ``ddpo`` (Black et al., 2023; PPO on the denoising chain). Each step (a *round*) samples
 ``n_prompts`` x ``samples_per_prompt`` trajectories with the current policy, scores them, and forms
 per-prompt advantages A = clip((r - mean_y) / (std_y + 1e-6), -adv_clip, adv_clip). Then
-``inner_epochs`` passes over the samples in shuffled minibatches of ``batch_size``; each minibatch
-is one optimiser update of
+``inner_epochs`` passes over the samples in random minibatches of ``batch_size`` (stratified:
+each window of n / batch_size consecutive samples gives one sample to every minibatch, so that
+the minibatches do not depend on the number of processes); each minibatch is one optimiser
+update of
 
     L = mean over trained steps k and samples of  max(-A rho_k, -A clip(rho_k, 1 - c, 1 + c))
         + kl_weight * KL_k / D,      rho_k = exp((log p_theta(x_k-1 | x_k) - log p_old(...)) / D)
@@ -73,7 +75,7 @@ from textnorm import ddim
 from textnorm.files import atomic_write
 from textnorm.finetune.adapters import make_adapter
 from textnorm.finetune.config import FinetuneConfig, validate
-from textnorm.finetune.distributed import gather, resolve_device, shard
+from textnorm.finetune.distributed import gather, minibatches, resolve_device, shard
 from textnorm.finetune.rewards import make_reward
 from textnorm.finetune.task import Task, make_task
 
@@ -128,6 +130,14 @@ class Finetuner:
         self.adapter = make_adapter(self.pipe, cfg.resolution)
         self.task = task or self._make_task()
         self.chain = self.adapter.chain(cfg.sample_steps)
+        if self.processes > 1:
+            batches = {"evaluation on the training prompts": len(self.task.train_prompts) * cfg.eval_samples,
+                       "evaluation on the held-out prompts": len(self.task.eval_prompts) * cfg.eval_samples or None,
+                       "the RWSFT pool": len(self.task.train_prompts) * cfg.pool_size if cfg.method == "rwsft" else None}
+            small = {k: v for k, v in batches.items() if v is not None and v < self.processes}
+            if small:
+                raise ValueError(f"with {self.processes} processes every batch needs at least one sample per process: "
+                                 + ", ".join(f"{k} has {v}" for k, v in small.items()))
         # trained steps: by default those with sigma >= 0.05 (FinetuneConfig.min_train_sigma); see
         # the docstring for why the low-noise steps are left out
         self.trained_steps = [i for i in self.chain.stochastic(cfg.eta)
@@ -318,35 +328,37 @@ class Finetuner:
         stats = {"loss": [], "approx_kl": [], "clipfrac": []}
         grad_norms = []
         g = make_generator(cfg.seed, self.step, SALT_TRAIN)
-        n_local, b_local = len(local), cfg.batch_size // self.processes
         for epoch in range(cfg.inner_epochs):
-            perm = torch.randperm(n_local, generator=g)
-            for b in range(0, n_local, b_local):
-                mb = perm[b:b + b_local].to(ad.device)
-                track = epoch == 0 and b == 0   # per-step gradient norms on the round's first minibatch
+            # the same minibatches of the global batch for any number of processes (stratified:
+            # see textnorm.finetune.distributed.minibatches); this process trains on its rows of each
+            for k, rows_mb in enumerate(minibatches(n, cfg.batch_size, g)):
+                mb = torch.from_numpy(rows_mb[(rows_mb >= lo) & (rows_mb < rows[1].stop)] - lo).to(ad.device)
+                # per-step gradient norms on the round's first minibatch (averaged over processes,
+                # except inside a gradient-accumulation group, where they are the main process's)
+                track = epoch == 0 and k == 0
                 with self.accelerator.accumulate(self.unet):
                     sub = _index_cond(cond, mb)
                     prev = None
                     for j, i in enumerate(steps):
-                        t = chain.timesteps[i].to(ad.device)
-                        with self.accelerator.autocast():
-                            mean = chain.mean(i, ad.eps(self.unet, traj.latents[i][mb], t, sub), traj.latents[i][mb],
-                                              cfg.eta).float()
-                        lp = chain.log_prob(i, traj.latents[i + 1][mb].float(), mean, cfg.eta)
-                        log_ratio = (lp - traj.log_probs[i][mb].float()) / D
-                        ratio = torch.exp(log_ratio)
-                        a = adv_t[mb]
-                        pg = torch.maximum(-a * ratio, -a * ratio.clamp(1 - cfg.clip_range, 1 + cfg.clip_range))
-                        loss = pg.mean()
-                        if cfg.kl_weight:
-                            # with a KL penalty ref_means hold every local sample, in local order
-                            loss = loss + cfg.kl_weight * (chain.kl(i, mean, ref_means[i][mb], cfg.eta) / D).mean()
-                        loss = loss / len(steps)
                         # several processes: gradients are averaged once per update, after the last
-                        # trained step's backward (on the tracked minibatch after every step, so the
-                        # per-step norms are of the averaged gradient)
-                        last = j == len(steps) - 1
-                        with (self.accelerator.no_sync(self.unet) if not (last or track) else _nullcontext()):
+                        # trained step (DDP decides at the forward pass, so the no_sync context holds
+                        # the forward and the backward); on the tracked minibatch after every step
+                        sync = j == len(steps) - 1 or track
+                        with _nullcontext() if sync else self.accelerator.no_sync(self.unet):
+                            t = chain.timesteps[i].to(ad.device)
+                            with self.accelerator.autocast():
+                                mean = chain.mean(i, ad.eps(self.unet, traj.latents[i][mb], t, sub),
+                                                  traj.latents[i][mb], cfg.eta).float()
+                            lp = chain.log_prob(i, traj.latents[i + 1][mb].float(), mean, cfg.eta)
+                            log_ratio = (lp - traj.log_probs[i][mb].float()) / D
+                            ratio = torch.exp(log_ratio)
+                            a = adv_t[mb]
+                            pg = torch.maximum(-a * ratio, -a * ratio.clamp(1 - cfg.clip_range, 1 + cfg.clip_range))
+                            loss = pg.mean()
+                            if cfg.kl_weight:
+                                # with a KL penalty ref_means hold every local sample, in local order
+                                loss = loss + cfg.kl_weight * (chain.kl(i, mean, ref_means[i][mb], cfg.eta) / D).mean()
+                            loss = loss / len(steps)
                             self.accelerator.backward(loss)
                         stats["loss"].append(float(loss.detach()) * len(steps))
                         stats["approx_kl"].append(float(0.5 * (log_ratio.detach() ** 2).mean()))
@@ -467,19 +479,24 @@ class Finetuner:
                 self.save_checkpoint(out)
         # the model after the last update (kept apart from the per-step metrics)
         self.final_eval = {"step": self.step, **self.evaluate()} if self.cfg.eval_every else {}
-        self.check_replicas()
         if out:
-            self.save_checkpoint(out)
+            self.save_checkpoint(out)   # checks that the replicas agree, then writes
+        else:
+            self.check_replicas()
         return self.metrics
 
-    def check_replicas(self) -> list[float]:
-        """A checksum of the trainable weights from every process; they must be equal (DDP keeps
-        the replicas identical). Returns the checksums (one per process)."""
+    def check_replicas(self) -> list[str]:
+        """The sha256 of every process's trainable weights (their bytes, in parameter order); they
+        must be equal, since DDP keeps the replicas identical. Returns one digest per process."""
+        import hashlib
+
+        digest = hashlib.sha256()
         with torch.no_grad():
-            local = np.array([float(sum(p.detach().double().sum() for p in self.params))])
-        sums = gather(self.accelerator, local).tolist()
+            for p in self.params:
+                digest.update(p.detach().float().cpu().contiguous().numpy().tobytes())
+        sums = gather(self.accelerator, np.array([digest.hexdigest()])).tolist()
         if len(set(sums)) > 1:
-            raise RuntimeError(f"the processes' weights differ after step {self.step} (checksums {sums}): "
+            raise RuntimeError(f"the processes' weights differ after step {self.step} (sha256 {sums}): "
                                "the replicas diverged")
         self.replica_checksums = sums
         return sums
@@ -492,6 +509,7 @@ class Finetuner:
         at any moment leaves the last complete checkpoint to resume from. Under several processes
         the main process writes (the replicas are identical) while the others wait."""
         out = Path(out)
+        self.check_replicas()   # every process, before the main one writes what they all hold
         if not self.accelerator.is_main_process:
             self.accelerator.wait_for_everyone()
             return out / "checkpoint.pt"
@@ -540,6 +558,14 @@ class Finetuner:
             raise bad(f"its run state lacks or mistypes one of {list(kinds)}")
         if state["step"] < 0 or state["updates"] < 0:
             raise bad("its step counts are negative")
+        saved_p = state.get("processes", 1)
+        rounds_split = self.cfg.method == "ddpo" and self.cfg.batch_size < self.cfg.n_prompts * self.cfg.samples_per_prompt
+        if saved_p != self.processes and rounds_split:
+            # the minibatches are the same for any number of processes, but not the order in which
+            # each update sums its samples: allowed for one minibatch per round, refused otherwise so
+            # that a resumed run stays the run it continues
+            raise bad(f"it ran on {saved_p} process(es), this run has {self.processes}; with several minibatches "
+                      "per round resume with the same number of processes")
         saved = {k: v for k, v in state["config"].items() if k != "steps"}
         now = {k: v for k, v in asdict(self.cfg).items() if k != "steps"}
         diff = sorted(k for k in now if saved.get(k) != now[k])

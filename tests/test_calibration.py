@@ -84,7 +84,7 @@ def test_contrast_term_is_what_textnorm_adds_to_the_scaled_reward():
     rng = np.random.default_rng(0)
     r, c = rng.normal(size=6), rng.normal(size=(6, 3))
     T = 0.7
-    # log p = r / T - log(exp(r / T) + sum exp(c / T)); with r -> -inf the prompt's own term vanishes
+    # log-odds of TextNorm = r / T + contrast term; log p = log-odds - log(1 + odds) <= log-odds
     np.testing.assert_allclose(cal.contrast_term(c, T), -np.log(np.exp(c / T).sum(-1)))
     lp = np.log(cal.textnorm(r, c, T))
     assert np.all(lp <= r / T + cal.contrast_term(c, T) + 1e-12)   # dropping exp(r/T) only raises it

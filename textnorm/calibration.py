@@ -55,9 +55,10 @@ def textnorm(reward, contrast, temperature: float = 1.0) -> np.ndarray:
 
 
 def contrast_term(contrast, temperature: float = 1.0) -> np.ndarray:
-    """The part of log TextNorm that depends on the contrastive prompts alone,
-    -log sum_k exp(r(x, c_k) / T): as a score of its own it shows what normalising by the
-    contrastive prompts adds (AUROC above 0.5) or removes (below 0.5)."""
+    """The part of TextNorm's log-odds that depends on the contrastive prompts alone:
+    log p / (1 - p) = r(x, y) / T - log sum_k exp(r(x, c_k) / T), and this returns the second
+    term. As a score of its own it shows what normalising by the contrastive prompts adds (AUROC
+    above 0.5) or removes (below 0.5)."""
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     c = np.asarray(contrast, dtype=float)

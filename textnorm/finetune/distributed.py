@@ -21,8 +21,14 @@ def shard(n: int, processes: int, index: int) -> slice:
     """Rows of a batch of n held by process ``index`` of ``processes`` (contiguous, in order)."""
     if n < processes:
         raise ValueError(f"a batch of {n} samples cannot be split over {processes} processes")
-    bounds = np.cumsum([0] + [len(a) for a in np.array_split(np.arange(n), processes)])
-    return slice(int(bounds[index]), int(bounds[index + 1]))
+    size, extra = divmod(n, processes)   # the first `extra` processes hold one row more
+    start = index * size + min(index, extra)
+    return slice(start, start + size + (index < extra))
+
+
+def local_rows(rows: np.ndarray, sl: slice) -> np.ndarray:
+    """The global row indices ``rows`` that fall in this process's shard ``sl``, as local indices."""
+    return rows[(rows >= sl.start) & (rows < sl.stop)] - sl.start
 
 
 def minibatches(n: int, batch_size: int, generator: torch.Generator) -> list[np.ndarray]:
@@ -41,12 +47,17 @@ def minibatches(n: int, batch_size: int, generator: torch.Generator) -> list[np.
 
 
 def gather(accelerator, local):
-    """Concatenate every process's ``local`` (numpy array or CPU tensor) in process order."""
+    """Concatenate every process's ``local`` (numpy array, CPU tensor, or a dict of them, gathered
+    in one collective) in process order."""
     if accelerator.num_processes == 1:
         return local
     parts = [None] * accelerator.num_processes
     torch.distributed.all_gather_object(parts, local)
-    return torch.cat(parts) if isinstance(local, torch.Tensor) else np.concatenate(parts)
+
+    def cat(xs):
+        return torch.cat(xs) if isinstance(xs[0], torch.Tensor) else np.concatenate(xs)
+
+    return {k: cat([q[k] for q in parts]) for k in local} if isinstance(local, dict) else cat(parts)
 
 
 def resolve_device(accelerator, name: str) -> torch.device:

@@ -75,7 +75,7 @@ from textnorm import ddim
 from textnorm.files import atomic_write
 from textnorm.finetune.adapters import make_adapter
 from textnorm.finetune.config import FinetuneConfig, validate
-from textnorm.finetune.distributed import gather, minibatches, resolve_device, shard
+from textnorm.finetune.distributed import gather, local_rows, minibatches, resolve_device, shard
 from textnorm.finetune.rewards import make_reward
 from textnorm.finetune.task import Task, make_task
 
@@ -238,11 +238,10 @@ class Finetuner:
             local = flat[rows[1]]
             traj, _ = self.sample(local, make_generator(self.cfg.seed, 0, salt), eta=eta, rows=rows)
             images = self.adapter.decode(traj.x0)
-            reward = np.asarray(self.reward_fn(images, local), dtype=float)
-            out[f"{key}_reward"] = float(np.mean(gather(self.accelerator, reward)))
+            values = {"reward": np.asarray(self.reward_fn(images, local), dtype=float)}
             if self.task.gold is not None:
-                gold = np.asarray(self.task.gold(images, local), dtype=float)
-                out[f"{key}_gold"] = float(np.mean(gather(self.accelerator, gold)))
+                values["gold"] = np.asarray(self.task.gold(images, local), dtype=float)
+            out.update({f"{key}_{k}": float(np.mean(v)) for k, v in gather(self.accelerator, values).items()})
         return out
 
     # ------------------------------------------------------------------ one step
@@ -273,7 +272,7 @@ class Finetuner:
         if self.task.gold is not None:
             per_image["gold"] = np.asarray(self.task.gold(images, local), dtype=float)
         # gathered before any check, so every process sees the same values and stops together
-        per_image = {k: gather(self.accelerator, v) for k, v in per_image.items()}
+        per_image = gather(self.accelerator, per_image)
         if not np.all(np.isfinite(per_image["reward"])):
             raise FloatingPointError(f"step {self.step}: the reward returned non-finite values")
         row = {k: float(per_image[k].mean()) for k in ("reward", "gold") if k in per_image}
@@ -294,7 +293,6 @@ class Finetuner:
         flat = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
         n = len(flat)
         rows = self._rows(n)
-        lo = rows[1].start
         local = flat[rows[1]]
         traj, cond = self.sample(local, make_generator(cfg.seed, self.step, SALT_SAMPLE), rows=rows)
         rewards, row = self._score(ad.decode(traj.x0), local)   # global, in the order of flat
@@ -313,7 +311,7 @@ class Finetuner:
         # an unbiased estimate of the round's mean that saves a fifth of the round's UNet passes)
         ref_global = np.arange(n) if cfg.kl_weight or n <= KL_LOG_SAMPLES else \
             np.round(np.linspace(0, n - 1, KL_LOG_SAMPLES)).astype(int)
-        ref_idx = torch.from_numpy(ref_global[(ref_global >= lo) & (ref_global < rows[1].stop)] - lo)
+        ref_idx = torch.from_numpy(local_rows(ref_global, rows[1]))
         kl = np.zeros(0)
         ref_means = {}
         if len(ref_idx):
@@ -332,7 +330,7 @@ class Finetuner:
             # the same minibatches of the global batch for any number of processes (stratified:
             # see textnorm.finetune.distributed.minibatches); this process trains on its rows of each
             for k, rows_mb in enumerate(minibatches(n, cfg.batch_size, g)):
-                mb = torch.from_numpy(rows_mb[(rows_mb >= lo) & (rows_mb < rows[1].stop)] - lo).to(ad.device)
+                mb = torch.from_numpy(local_rows(rows_mb, rows[1])).to(ad.device)
                 # per-step gradient norms on the round's first minibatch (averaged over processes,
                 # except inside a gradient-accumulation group, where they are the main process's)
                 track = epoch == 0 and k == 0

@@ -67,3 +67,43 @@ def test_parameter_rules_edge_cases(tmp_path):
     assert params.one_of([0, 1])(True) and params.one_of([0, 1])(1) is None
     (tmp_path / "f").write_text("x")
     assert params.existing_path(tmp_path, kind="folder")("f") and params.existing_path(tmp_path, kind="file")("f") is None
+
+
+def test_documented_parameter_example_runs(mirror, tmp_path):
+    """The example command of book/reproduce.md, as printed there, on the cheapest chapter."""
+    import shlex
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    text = (repo_root() / "book" / "reproduce.md").read_text()
+    line = next(ln for ln in text.splitlines() if ln.startswith(".venv/bin/papermill notebooks/01_tia2.ipynb"))
+    args = shlex.split(line)[1:]
+    out = tmp_path / "out.ipynb"
+    args[args.index("out.ipynb")] = str(out)
+    papermill_exe = str(Path(sys.executable).parent / "papermill")
+    done = subprocess.run([papermill_exe, *args, "-p", "tia2_mirror", str(mirror), "--no-progress-bar",
+                           "-k", "python3"], cwd=repo_root(), capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    import json
+
+    nb = out.read_text()
+
+    injected = next("".join(c["source"]) for c in json.loads(nb)["cells"]
+                    if "injected-parameters" in c["metadata"].get("tags", []))
+    assert 'subsets = ["counting"]' in injected and "n_boot = 2000" in injected
+    assert "highest mean AUROC on counting" in nb and "highest mean AUROC on composition" not in nb
+
+
+@pytest.mark.parametrize("chapter", sorted(p.name for p in (repo_root() / "notebooks").glob("[0-9]*.ipynb")))
+def test_every_parameter_is_listed_by_papermill(chapter):
+    """`papermill --help-notebook` shows every name the parameters cell assigns (a comment that
+    papermill cannot parse would drop it)."""
+    import ast
+    import json
+
+    path = repo_root() / "notebooks" / chapter
+    cell = next(c for c in json.loads(path.read_text())["cells"] if "parameters" in c["metadata"].get("tags", []))
+    assigned = [t.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.Assign)
+                for t in node.targets]
+    assert assigned and sorted(papermill.inspect_notebook(str(path))) == sorted(assigned)

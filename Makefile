@@ -14,7 +14,7 @@ endif
 export OMP_NUM_THREADS ?= 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: all install data notebooks book book-only test unit nbval clean synth
+.PHONY: all install data notebooks nb nb-usage book book-only browser test unit nbval clean synth
 
 all: book  ## set up, fetch TIA2, execute the notebooks, build the HTML book
 
@@ -38,16 +38,38 @@ notebooks: data
 book: notebooks book-only
 
 book-only: install
+	rm -rf _build/html   # no stale pages of renamed chapters
 	$(BIN)/jupyter-book build . -W --all --keep-going
 	@echo "book: $(CURDIR)/_build/html/index.html"
 
-test: unit nbval book-only  ## unit tests, nbval on every notebook, book build with -W
+# make test T=tests/test_metrics.py: that test file (or -k expression via T="tests/x.py -k name") only
+ifdef T
+test: install
+	$(BIN)/python -m pytest -q $(T)
+else
+test: unit nbval book-only browser  ## unit tests, nbval on every notebook, book build with -W, pages in Chromium
+endif
 
 unit: install
 	$(BIN)/python -m pytest -q
 
+# every built page in headless Chromium at 1280 px: no sideways scroll, images load, no console errors.
+# Installs Debian's chromium when it is missing (as root, or with sudo).
+browser: install
+	@command -v chromium >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null \
+	  || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null; }; }
+	$(BIN)/python book/check_pages.py _build/html
+
+# make nb NB=notebooks/01_tia2.ipynb: execute one chapter in place; make nbval NB=...: check only it
+nb: $(if $(NB),data,nb-usage)
+	$(BIN)/papermill --log-level WARNING --no-progress-bar -k python3 $(NB) $(NB)
+
+nb-usage:
+	@echo "usage: make nb NB=notebooks/01_tia2.ipynb"; exit 2
+
 nbval: install
-	$(BIN)/python -m pytest -q --nbval $(NOTEBOOKS) --nbval-sanitize-with notebooks/nbval_sanitize.cfg
+	$(BIN)/python -m pytest -q --nbval $(or $(NB),$(NOTEBOOKS)) --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
 # Retrain the synthetic world from scratch (about 35 minutes on 2 cores); replaces the artifacts in data/synth
 synth: install

@@ -14,6 +14,8 @@ Modules, each with one job:
 - the synthetic world: :mod:`textnorm.synth` (scenes, gold judge, generator, proxies, benchmark)
 - fine-tuning: :mod:`textnorm.ddim` (the DDIM chain with log-probabilities),
   :mod:`textnorm.finetune` (tasks, rewards, DDPO and reward-weighted SFT, experiments)
+- presentation: :mod:`textnorm.plots` (one colour per reward, figure defaults, the judge-framed
+  image grid), :mod:`textnorm.tables` (reader names and intervals for displayed tables)
 - support: :mod:`textnorm.cli` (the ``textnorm`` command), :mod:`textnorm.params` (notebook
   parameter checks), :mod:`textnorm.manifest` (hashes of the shipped artifacts),
   :mod:`textnorm.paths`, :mod:`textnorm.quiet`, :mod:`textnorm.testing` (tiny models for tests)

@@ -31,3 +31,31 @@ def test_gpu_script_runs_on_a_tiny_pipeline():
     assert len(out["round_seconds"]) == 2 and len(out["bare_seconds"]) == 2
     assert math.isfinite(out["overhead"]) and out["overhead"] > 0
     assert [m["step"] for m in out["metrics"]] == [0, 1] and out["metrics"][1]["kl"] > 0
+
+
+def test_decided_steps_measures_what_is_left_to_decide():
+    """A verdict that is a function of the final image is fully decided after the last step (share
+    0); a verdict that ignores the image is never decided by any step (share near 1)."""
+    import numpy as np
+
+    from textnorm.finetune.adapters import make_adapter
+    from textnorm.finetune.loop import load_pipeline
+    from textnorm.finetune.task import make_task
+
+    bench = load("decided_steps")
+    adapter = make_adapter(load_pipeline(str(repo_root() / "data" / "synth" / "generator")))
+    chain = adapter.chain(4)
+    prompts = make_task("synth", res=adapter.resolution).train_prompts[:2]
+
+    def bright(images, _):   # a deterministic verdict of the image
+        m = np.asarray(images, dtype=float).mean(axis=(1, 2, 3))
+        return m > np.median(m)
+
+    rng = np.random.default_rng(0)
+
+    def coin(images, _):     # ignores the image
+        return rng.random(len(images)) < 0.5
+
+    assert bench.undecided_share(adapter, chain, prompts, bright, len(chain), groups=8, branches=4) == 0.0
+    assert 0.0 < bench.undecided_share(adapter, chain, prompts, bright, 0, groups=8, branches=4) <= 1.3
+    assert bench.undecided_share(adapter, chain, prompts, coin, 2, groups=16, branches=4) > 0.7

@@ -283,7 +283,6 @@ def test_kill_during_a_checkpoint_write_resumes_from_the_last_complete_one(metho
     import signal
     import subprocess
     import sys
-
     from pathlib import Path
 
     run = tmp_path / "run"

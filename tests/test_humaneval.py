@@ -32,7 +32,7 @@ def simulated(n_prompts=40, per_prompt=6, p_a=0.65, seed=0):
             else:
                 c = "left" if (choice == "a") == a_left else "right"
             rows.append((f"r{r}", f"p{p}", left, right, c))
-        rows.append((f"r0", f"p{p}", "B", "C", "left" if rng.random() < 0.6 else "right"))
+        rows.append(("r0", f"p{p}", "B", "C", "left" if rng.random() < 0.6 else "right"))
     return judgments(rows)
 
 
@@ -62,11 +62,11 @@ def test_compare_matches_statsmodels():
     df = simulated()
     out = he.compare(df).set_index(["system_a", "system_b"])
     row = out.loc[("A", "B")]
-    w, l = int(row.wins_a), int(row.wins_b)
+    w, n_lost = int(row.wins_a), int(row.wins_b)
     from statsmodels.stats.proportion import proportion_confint
-    assert (row.wilson_low, row.wilson_high) == pytest.approx(proportion_confint(w, w + l, method="wilson"))
-    assert (row.cp_low, row.cp_high) == pytest.approx(stats.binomtest(w, w + l).proportion_ci(method="exact"))
-    assert row.p_sign_drop == pytest.approx(stats.binomtest(w, w + l).pvalue)
+    assert (row.wilson_low, row.wilson_high) == pytest.approx(proportion_confint(w, w + n_lost, method="wilson"))
+    assert (row.cp_low, row.cp_high) == pytest.approx(stats.binomtest(w, w + n_lost).proportion_ci(method="exact"))
+    assert row.p_sign_drop == pytest.approx(stats.binomtest(w, w + n_lost).pvalue)
     raw = out.p_sign_drop.to_numpy()
     assert np.all(out.p_sign_drop_holm.to_numpy() >= raw - 1e-15)
     assert len(out) == 2  # A-C never compared: left out

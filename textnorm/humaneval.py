@@ -125,14 +125,14 @@ def compare(df: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None = None, le
     _check_level(level)
     rows = []
     for a, b in _pairs(df, pairs):
-        w, l, t = outcomes(df, a, b)
-        n = w + l
+        w, lost, t = outcomes(df, a, b)
+        n = w + lost
         wil = proportion_confint(w, n, alpha=1 - level, method="wilson") if n else (np.nan, np.nan)
         cp = proportion_confint(w, n, alpha=1 - level, method="beta") if n else (np.nan, np.nan)
-        rows.append({"system_a": a, "system_b": b, "judgments": w + l + t, "wins_a": w, "wins_b": l, "ties": t,
+        rows.append({"system_a": a, "system_b": b, "judgments": w + lost + t, "wins_a": w, "wins_b": lost, "ties": t,
                      "win_rate_a": w / n if n else np.nan, "wilson_low": wil[0], "wilson_high": wil[1],
                      "cp_low": cp[0], "cp_high": cp[1],
-                     "p_sign_drop": sign_test(w, l, t, "drop"), "p_sign_split": sign_test(w, l, t, "split")})
+                     "p_sign_drop": sign_test(w, lost, t, "drop"), "p_sign_split": sign_test(w, lost, t, "split")})
     out = pd.DataFrame(rows)
     for col in ("p_sign_drop", "p_sign_split"):
         out[col + "_holm"] = multipletests(out[col], method="holm")[1]
@@ -170,14 +170,14 @@ def compare_by_prompt(df: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None 
         win_b = (sub.choice != "tie") & ~win_a
         per = pd.DataFrame({"prompt": sub.prompt, "w": win_a.astype(int), "l": win_b.astype(int)}) \
             .groupby("prompt", sort=True)[["w", "l"]].sum()
-        w, l = per.w.to_numpy(), per.l.to_numpy()
+        w, lost = per.w.to_numpy(), per.l.to_numpy()
         draws = rng.integers(0, len(per), (n_boot, len(per)))
-        ws, ns = w[draws].sum(1), (w + l)[draws].sum(1)
+        ws, ns = w[draws].sum(1), (w + lost)[draws].sum(1)
         rates = ws[ns > 0] / ns[ns > 0]
         lo, hi = np.quantile(rates, [alpha, 1 - alpha]) if len(rates) else (np.nan, np.nan)
-        pw, pl = int((w > l).sum()), int((w < l).sum())
+        pw, pl = int((w > lost).sum()), int((w < lost).sum())
         rows.append({"system_a": a, "system_b": b, "prompts": len(per),
-                     "win_rate_a": w.sum() / (w + l).sum() if (w + l).sum() else np.nan,
+                     "win_rate_a": w.sum() / (w + lost).sum() if (w + lost).sum() else np.nan,
                      "boot_low": float(lo), "boot_high": float(hi), "n_boot": int(len(rates)),
                      "prompt_wins_a": pw, "prompt_wins_b": pl, "prompt_ties": int(len(per) - pw - pl),
                      "p_sign_prompts": sign_test(pw, pl)})

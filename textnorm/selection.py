@@ -20,7 +20,7 @@ def cross_validated(table: pd.DataFrame, value: str, param: str = "param", folds
                     by: tuple[str, ...] = ("subset",)) -> pd.DataFrame:
     """One row per prompt: its fold, the chosen param and the value with that param."""
     out = []
-    for key, grp in table.groupby(list(by), sort=False, observed=True):
+    for _, grp in table.groupby(list(by), sort=False, observed=True):
         prompts = grp["prompt"].unique()
         rng = np.random.default_rng(seed)
         fold_of = dict(zip(prompts, rng.permutation(len(prompts)) % folds))

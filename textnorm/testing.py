@@ -79,8 +79,7 @@ def save_clip(folder: str | Path, kind: str = "tiny", seed: int = 0) -> Path:
 
 def save_blip2(folder: str | Path, seed: int = 0) -> Path:
     """A tiny Blip2ForImageTextRetrieval + processor (BERT tokenizer) in the hub layout."""
-    from transformers import (BertTokenizer, Blip2Config, Blip2ForImageTextRetrieval, Blip2Processor,
-                              BlipImageProcessor)
+    from transformers import BertTokenizer, Blip2Config, Blip2ForImageTextRetrieval, Blip2Processor, BlipImageProcessor
 
     folder = Path(folder)
     vocab = bert_vocab_file(folder / "_vocab")

@@ -62,8 +62,8 @@ from __future__ import annotations
 
 import copy
 import json
-from contextlib import nullcontext as _nullcontext
 import time
+from contextlib import nullcontext as _nullcontext
 from dataclasses import asdict
 from pathlib import Path
 
@@ -78,6 +78,7 @@ from textnorm.finetune.config import FinetuneConfig, validate
 from textnorm.finetune.distributed import gather, local_rows, minibatches, resolve_device, shard
 from textnorm.finetune.rewards import make_reward
 from textnorm.finetune.task import Task, make_task
+
 
 def load_pipeline(path: str, device: str = "cpu"):
     """The synthetic generator or any diffusers StableDiffusionPipeline-family model."""

@@ -82,7 +82,7 @@ class SynthPipeline(DiffusionPipeline):
         self.register_modules(unet=unet, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=scheduler)
 
     @classmethod
-    def build(cls, resolution: int = 16, seed: int = 0) -> "SynthPipeline":
+    def build(cls, resolution: int = 16, seed: int = 0) -> SynthPipeline:
         tok = build_tokenizer()
         return cls(build_unet(resolution, seed=seed), build_text_encoder(tok, seed), tok, build_scheduler())
 
@@ -112,7 +112,7 @@ class SynthPipeline(DiffusionPipeline):
             chunk = list(prompts[start:start + batch_size])
             states, pooled = self.encode_prompt(chunk, device)
             x = torch.randn((len(chunk), 3, self.resolution, self.resolution), generator=gen).to(device)
-            traj = ddim.sample(lambda x_, t: self.predict_noise(x_, t, states, pooled), chain, x, eta, gen,
+            traj = ddim.sample(lambda x_, t, s=states, p=pooled: self.predict_noise(x_, t, s, p), chain, x, eta, gen,
                                record=False)
             outs.append(traj.x0.float().cpu())
         x = torch.cat(outs)

@@ -18,7 +18,7 @@ pixels per object found.
 from __future__ import annotations
 
 from collections import Counter
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from scipy import ndimage, signal
@@ -51,7 +51,7 @@ def _drop_isolated(labels: np.ndarray) -> np.ndarray:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _templates(sizes: tuple[int, ...] = (4, 5, 6)) -> list[tuple[str, np.ndarray]]:
     out = []
     for size in sizes:

@@ -74,7 +74,8 @@ def _embed(model: CLIPModel, processor: CLIPProcessor, images: np.ndarray, capti
     return torch.nn.functional.normalize(img, dim=-1), torch.nn.functional.normalize(txt, dim=-1)
 
 
-def train_proxy(out: str | Path, cfg: ProxyConfig = ProxyConfig(), progress: bool = True) -> dict:
+def train_proxy(out: str | Path, cfg: ProxyConfig | None = None, progress: bool = True) -> dict:
+    cfg = cfg or ProxyConfig()
     torch.set_num_threads(cfg.threads)
     model, processor = build_proxy(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)

@@ -43,9 +43,10 @@ def gold_alignment(pipe: SynthPipeline, captions: list[str], seed: int, steps: i
     return float(judge.judge_batch(images, captions).mean())
 
 
-def train_generator(out: str | Path, cfg: TrainConfig = TrainConfig(), progress: bool = True,
+def train_generator(out: str | Path, cfg: TrainConfig | None = None, progress: bool = True,
                     pipe: SynthPipeline | None = None) -> dict:
     """Train and save to ``out`` (a SynthPipeline folder). Returns the training log."""
+    cfg = cfg or TrainConfig()
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     out = Path(out)

@@ -15,10 +15,14 @@ to the time embedding). Both sample with the pipeline's own scheduler config (:m
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
 from textnorm.ddim import Chain
+
+Cond = Any   # text conditioning: a tensor (SD) or a tuple of tensors (synthetic), indexed by sample
 
 
 class Adapter:
@@ -28,16 +32,16 @@ class Adapter:
     device: torch.device
 
     @property
-    def scheduler(self):
+    def scheduler(self) -> Any:
         return self.pipe.scheduler
 
     def chain(self, steps: int) -> Chain:
         return Chain.from_scheduler(self.pipe.scheduler, steps)
 
-    def encode(self, prompts: list[str]):
+    def encode(self, prompts: list[str]) -> Cond:
         raise NotImplementedError
 
-    def eps(self, unet, x, t, cond) -> torch.Tensor:
+    def eps(self, unet: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
         raise NotImplementedError
 
     def decode(self, x0: torch.Tensor) -> np.ndarray:
@@ -57,7 +61,7 @@ def _uint8(x: torch.Tensor) -> np.ndarray:
 
 
 class SynthAdapter(Adapter):
-    def __init__(self, pipe):
+    def __init__(self, pipe: Any) -> None:
         self.pipe = pipe
         self.unet = pipe.unet
         self.device = pipe.unet.device
@@ -69,22 +73,22 @@ class SynthAdapter(Adapter):
         return self.pipe.unet.config.sample_size
 
     @torch.no_grad()
-    def encode(self, prompts):
+    def encode(self, prompts: list[str]) -> Cond:
         return self.pipe.encode_prompt(list(prompts), self.device)
 
-    def eps(self, unet, x, t, cond):
+    def eps(self, unet: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
         states, pooled = cond
         return unet(x, t, encoder_hidden_states=states, class_labels=pooled).sample
 
-    def decode(self, x0):
+    def decode(self, x0: torch.Tensor) -> np.ndarray:
         return _uint8(x0)
 
-    def encode_images(self, images):
+    def encode_images(self, images: np.ndarray) -> torch.Tensor:
         return (torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1).to(self.device)
 
 
 class StableDiffusionAdapter(Adapter):
-    def __init__(self, pipe, resolution: int | None = None):
+    def __init__(self, pipe: Any, resolution: int | None = None) -> None:
         self.pipe = pipe
         self.unet = pipe.unet
         self.device = pipe.unet.device
@@ -100,7 +104,7 @@ class StableDiffusionAdapter(Adapter):
         return self._resolution
 
     @torch.no_grad()
-    def encode(self, prompts):
+    def encode(self, prompts: list[str]) -> Cond:
         tokenizer = self.pipe.tokenizer
         # a tokenizer saved without a length limit reports ~1e30; CLIP's text encoder has its own
         max_length = min(tokenizer.model_max_length, self.pipe.text_encoder.config.max_position_embeddings)
@@ -108,23 +112,23 @@ class StableDiffusionAdapter(Adapter):
                         return_tensors="pt")
         return self.pipe.text_encoder(tok.input_ids.to(self.device))[0]
 
-    def eps(self, unet, x, t, cond):
+    def eps(self, unet: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
         return unet(x, t, encoder_hidden_states=cond).sample
 
     @torch.no_grad()
-    def decode(self, x0):
+    def decode(self, x0: torch.Tensor) -> np.ndarray:
         vae = self.pipe.vae
         img = vae.decode(x0.to(vae.dtype) / vae.config.scaling_factor).sample
         return _uint8(img)
 
     @torch.no_grad()
-    def encode_images(self, images):
+    def encode_images(self, images: np.ndarray) -> torch.Tensor:
         vae = self.pipe.vae
         x = torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).to(self.device, vae.dtype) / 127.5 - 1
         return vae.encode(x).latent_dist.mean.float() * vae.config.scaling_factor
 
 
-def make_adapter(pipe, resolution: int | None = None) -> Adapter:
+def make_adapter(pipe: Any, resolution: int | None = None) -> Adapter:
     from textnorm.synth.generator import SynthPipeline
 
     if isinstance(pipe, SynthPipeline):

@@ -13,8 +13,12 @@ samples per minibatch, so each update is the gradient of the global minibatch's 
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 import numpy as np
 import torch
+
+T = TypeVar("T", np.ndarray, torch.Tensor, dict)
 
 
 def shard(n: int, processes: int, index: int) -> slice:
@@ -46,7 +50,7 @@ def minibatches(n: int, batch_size: int, generator: torch.Generator) -> list[np.
     return [windows + slot[:, k] for k in range(m)]
 
 
-def gather(accelerator, local):
+def gather(accelerator: Any, local: T) -> T:
     """Concatenate every process's ``local`` (numpy array, CPU tensor, or a dict of them, gathered
     in one collective) in process order."""
     if accelerator.num_processes == 1:
@@ -54,13 +58,13 @@ def gather(accelerator, local):
     parts = [None] * accelerator.num_processes
     torch.distributed.all_gather_object(parts, local)
 
-    def cat(xs):
+    def cat(xs: list) -> np.ndarray | torch.Tensor:
         return torch.cat(xs) if isinstance(xs[0], torch.Tensor) else np.concatenate(xs)
 
     return {k: cat([q[k] for q in parts]) for k in local} if isinstance(local, dict) else cat(parts)
 
 
-def resolve_device(accelerator, name: str) -> torch.device:
+def resolve_device(accelerator: Any, name: str) -> torch.device:
     """One process: the configured device. Several: the device accelerate assigned to this
     process (e.g. cuda:k), which must be of the configured type."""
     want = torch.device(name)

@@ -63,9 +63,11 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext as _nullcontext
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,14 +75,17 @@ from tqdm import tqdm
 
 from textnorm import ddim
 from textnorm.files import atomic_write
-from textnorm.finetune.adapters import make_adapter
+from textnorm.finetune.adapters import Cond, make_adapter
 from textnorm.finetune.config import FinetuneConfig, validate
 from textnorm.finetune.distributed import gather, local_rows, minibatches, resolve_device, shard
 from textnorm.finetune.rewards import make_reward
-from textnorm.finetune.task import Task, make_task
+from textnorm.finetune.task import Judge, Task, make_task
+
+# images (n, H, W, 3) uint8 and their prompts -> one reward per image
+RewardFn = Callable[[np.ndarray, Sequence[str]], np.ndarray]
 
 
-def load_pipeline(path: str, device: str = "cpu"):
+def load_pipeline(path: str, device: str = "cpu") -> Any:
     """The synthetic generator or any diffusers StableDiffusionPipeline-family model."""
     from textnorm.synth.generator import SynthPipeline
 
@@ -115,7 +120,8 @@ KL_LOG_SAMPLES = 32   # DDPO without a KL penalty: samples per round whose KL to
 
 
 class Finetuner:
-    def __init__(self, cfg: FinetuneConfig, pipe=None, reward_fn=None, task: Task | None = None):
+    def __init__(self, cfg: FinetuneConfig, pipe: Any = None, reward_fn: RewardFn | None = None,
+                 task: Task | None = None) -> None:
         validate(cfg)
         self.cfg = cfg
         from accelerate import Accelerator
@@ -199,7 +205,7 @@ class Finetuner:
         return task
 
     # ------------------------------------------------------------------ sampling
-    def _eps_fn(self, unet, cond):
+    def _eps_fn(self, unet: torch.nn.Module, cond: Cond) -> ddim.EpsFn:
         return lambda x, t: self.adapter.eps(unet, x, t, cond)
 
     @torch.no_grad()
@@ -447,7 +453,8 @@ class Finetuner:
         row["loss"] = float(np.mean(gather(self.accelerator, np.array([np.mean(losses)]))))
         return row
 
-    def _denoising_loss(self, x0: torch.Tensor, cond, g: torch.Generator, rows: tuple[int, slice] | None = None):
+    def _denoising_loss(self, x0: torch.Tensor, cond: Cond, g: torch.Generator, rows: tuple[int, slice] | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-sample || f_theta(x_t, t, y) - target ||^2 at uniform random t >= sft_min_t.
         ``rows=(total, slice)``: x0 holds those rows of a minibatch of ``total``; t and the noise
         are drawn for the whole minibatch and sliced (the same draws under any number of processes)."""
@@ -640,11 +647,11 @@ def _check_split(cfg: FinetuneConfig, processes: int) -> None:
 class _AdaptersOff(torch.nn.Module):
     """The base model under LoRA: the same UNet with its adapters disabled."""
 
-    def __init__(self, unet):
+    def __init__(self, unet: torch.nn.Module) -> None:
         super().__init__()
         self.unet = unet
 
-    def forward(self, *args, **kwargs):
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
         self.unet.disable_adapters()
         try:
             return self.unet(*args, **kwargs)
@@ -652,14 +659,15 @@ class _AdaptersOff(torch.nn.Module):
             self.unet.enable_adapters()
 
 
-def _index_cond(cond, idx):
+def _index_cond(cond: Cond, idx: torch.Tensor) -> Cond:
     if isinstance(cond, tuple):
         return tuple(c[idx] for c in cond)
     return cond[idx]
 
 
 def finetune(cfg: FinetuneConfig, out: str | Path | None = None, resume: bool = False, progress: bool = True,
-             pipe=None, reward_fn=None, task: Task | None = None, overwrite: bool = False) -> list[dict]:
+             pipe: Any = None, reward_fn: RewardFn | None = None, task: Task | None = None,
+             overwrite: bool = False) -> list[dict]:
     """Notebook-friendly entry point with the CLI's parameters. A folder ``out`` that holds a run is
     continued (``resume``) or replaced (``overwrite``), never silently overwritten."""
     if out is not None and not resume and not overwrite:
@@ -679,8 +687,8 @@ def finetune(cfg: FinetuneConfig, out: str | Path | None = None, resume: bool = 
     return tuner.train(out, progress=progress)
 
 
-def best_of_n(pipe, reward_fn, prompts: list[str], n: int, seed: int = 0, sample_steps: int = 20,
-              gold=None, keep_pool: bool = False) -> dict[str, np.ndarray]:
+def best_of_n(pipe: Any, reward_fn: RewardFn, prompts: list[str], n: int, seed: int = 0, sample_steps: int = 20,
+              gold: Judge | None = None, keep_pool: bool = False) -> dict[str, np.ndarray]:
     """Per prompt, the sample with the highest reward among n from the base model (deterministic
     DDIM). Returns arrays over prompts: reward, gold (if a judge is given), the chosen images, the
     whole pool's rewards (prompts x n) and, with ``keep_pool``, its images (prompts x n x H x W x 3)."""

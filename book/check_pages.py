@@ -3,8 +3,9 @@
 For each ``*.html`` page under the build folder (search and genindex pages excepted), at a
 1280 x 800 window: the page must not scroll horizontally (document width <= window width; a
 wide table or figure inside its own scrolling box is allowed only if it needs no more than 2 px
-to scroll), every ``<img>`` must have loaded (``naturalWidth > 0``), and the browser console
-must show no errors (nor uncaught page errors). External resources that cannot be reached (the
+to scroll), no table, image, code block or formula may reach past the text column (it would
+overlap the table of contents), every ``<img>`` and every local file the page requests must load,
+and the browser console must show no errors (nor uncaught page errors), one second after load. External resources that cannot be reached (the
 check runs offline; MathJax comes from a CDN) are listed as notes, not failures. Prints one line per failing page and exits 1
 if any fails.
 
@@ -31,13 +32,24 @@ MEASURE = """() => {
   const doc = document.documentElement;
   const boxes = [];
   for (const el of document.querySelectorAll('main *')) {
-    if (el.scrollWidth - el.clientWidth > 2 && getComputedStyle(el).overflowX !== 'visible') {
+    if (el.scrollWidth - el.clientWidth > 2 && getComputedStyle(el).overflowX !== 'visible'
+        && getComputedStyle(el).overflowX !== 'hidden') {
       boxes.push((el.tagName + '.' + (el.className || '')).slice(0, 60) + ' +' + (el.scrollWidth - el.clientWidth) + 'px');
+    }
+  }
+  // content wider than the text column overlaps the page's table of contents without scrolling
+  const article = document.querySelector('article.bd-article') || document.querySelector('main');
+  const right = article ? article.getBoundingClientRect().right : doc.clientWidth;
+  const wide = [];
+  for (const el of (article ? article.querySelectorAll('table, img, pre, svg, .math') : [])) {
+    const r = el.getBoundingClientRect();
+    if (r.width > 0 && r.right > right + 2) {
+      wide.push((el.tagName + '.' + (el.className.baseVal ?? el.className ?? '')).slice(0, 60) + ' +' + Math.round(r.right - right) + 'px');
     }
   }
   const broken = [...document.images].filter(i => i.complete && i.naturalWidth === 0).map(i => i.src);
   const pending = [...document.images].filter(i => !i.complete).map(i => i.src);
-  return {docOverflow: doc.scrollWidth - doc.clientWidth, boxes, broken, pending};
+  return {docOverflow: doc.scrollWidth - doc.clientWidth, boxes, wide, broken, pending};
 }"""
 
 
@@ -64,27 +76,34 @@ def check(build: Path, chromium: str) -> list[str]:
         for path in pages:
             page = context.new_page()
             errors: list[str] = []
-            external: list[str] = []
-            page.on("console", lambda msg, errors=errors: errors.append(msg.text) if msg.type == "error" else None)
-            page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
-            page.on("requestfailed", lambda req, external=external: external.append(req.url)
-                    if req.url.startswith(("http://", "https://")) else None)
+            external: set[str] = set()
+            local_failed: list[str] = []
+
+            def on_console(msg, errors=errors):
+                if msg.type == "error":
+                    errors.append((msg.text, (msg.location or {}).get("url", "")))
+
+            def on_failed(req, external=external, local_failed=local_failed):
+                (external.add if req.url.startswith(("http://", "https://")) else local_failed.append)(req.url)
+
+            page.on("console", on_console)
+            page.on("pageerror", lambda exc, errors=errors: errors.append((str(exc), "")))
+            page.on("requestfailed", on_failed)
             page.goto(path.resolve().as_uri(), wait_until="load")
-            page.wait_for_timeout(300)   # late layout (MathJax, fonts)
+            page.wait_for_timeout(1000)   # late layout and late scripts (MathJax, fonts)
             m = page.evaluate(MEASURE)
             name = str(path.relative_to(build))
             if m["docOverflow"] > 0:
                 problems.append(f"{name}: the page scrolls horizontally by {m['docOverflow']} px at {WIDTH} px")
             problems += [f"{name}: scroll box {b}" for b in m["boxes"]]
+            problems += [f"{name}: wider than the text column: {w}" for w in m["wide"]]
             problems += [f"{name}: image did not load: {src}" for src in m["broken"] + m["pending"]]
-            # an external resource (MathJax from its CDN) cannot load on an offline machine: noted, and its
-            # "Failed to load resource" console line is not counted; a local file that fails to load is
-            for url in external:
-                offline.add(url)
-                failed = next((e for e in errors if e.startswith("Failed to load resource: net::")), None)
-                if failed is not None:
-                    errors.remove(failed)
-            problems += [f"{name}: console error: {e}" for e in errors]
+            problems += [f"{name}: local file did not load: {url}" for url in local_failed]
+            # an external resource (MathJax from its CDN) cannot load on an offline machine: it is noted,
+            # and only the console line that names that very URL is not counted
+            offline.update(external)
+            problems += [f"{name}: console error: {text}" for text, url in errors
+                         if not (url in external and text.startswith("Failed to load resource"))]
             page.close()
         browser.close()
     for url in sorted(offline):
@@ -93,8 +112,9 @@ def check(build: Path, chromium: str) -> list[str]:
     return problems
 
 
-BAD_PAGE = """<html><body><main>
+BAD_PAGE = """<html><head><link rel="stylesheet" href="missing.css"></head><body><main>
 <div style="width: 3000px">a table too wide for the page</div>
+<article class="bd-article" style="width: 400px"><table style="width: 700px"><tr><td>wide</td></tr></table></article>
 <div style="width: 300px; overflow-x: auto"><div style="width: 900px">a scroll box</div></div>
 <img src="missing.png">
 <script>console.error("boom")</script>
@@ -108,14 +128,16 @@ def self_test(chromium: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "bad.html").write_text(BAD_PAGE)
         found = check(Path(tmp), chromium)
-    kinds = {"scrolls horizontally": False, "scroll box": False, "image did not load": False, "console error: boom": False}
+    kinds = {"scrolls horizontally": False, "scroll box": False, "image did not load": False, "console error: boom": False,
+             "wider than the text column": False, "local file did not load": False}
     for problem in found:
         for kind in kinds:
             kinds[kind] |= kind in problem
     missed = [k for k, seen in kinds.items() if not seen]
     if missed:
         raise SystemExit(f"self-test: the check missed {missed} on a page made to have them")
-    print("self-test: a page with a wide block, a scroll box, a broken image and a console error fails the check")
+    print("self-test: a page with a wide block, a scroll box, a table wider than its column, a broken image, a missing "
+          "stylesheet and a console error fails the check")
 
 
 def main() -> None:

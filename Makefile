@@ -55,10 +55,15 @@ unit: install
 
 # every built page in headless Chromium at 1280 px: no sideways scroll, images load, no console errors.
 # Installs Debian's chromium when it is missing (as root, or with sudo).
-browser: install
-	@command -v chromium >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+browser: book-only
+	@if [ -z "$$CHROMIUM" ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
+	    && ! command -v google-chrome >/dev/null 2>&1; then \
+	  if ! command -v apt-get >/dev/null 2>&1; then echo "no Chromium: install it, or set CHROMIUM=/path/to/chrome"; exit 1; fi; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo "sudo -n" ); \
 	  $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null \
-	  || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null; }; }
+	  || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null; } \
+	  || { echo "could not install chromium with apt (root or passwordless sudo needed); set CHROMIUM=/path/to/chrome"; exit 1; }; \
+	fi
 	$(BIN)/python book/check_pages.py _build/html
 
 # make nb NB=notebooks/01_tia2.ipynb: execute one chapter in place; make nbval NB=...: check only it

@@ -5,7 +5,9 @@ For each ``*.html`` page under the build folder (search and genindex pages excep
 wide table or figure inside its own scrolling box is allowed only if it needs no more than 2 px
 to scroll), no table, image, code block or formula may reach past the text column (it would
 overlap the table of contents), every ``<img>`` and every local file the page requests must load,
-and the browser console must show no errors (nor uncaught page errors), one second after load. External resources that cannot be reached (the
+and the browser console must show no errors (nor uncaught page errors), one second after load.
+Offline (as in CI) MathJax cannot load from its CDN, so formulas stay raw TeX and their rendered
+width is not checked. External resources that cannot be reached (the
 check runs offline; MathJax comes from a CDN) are listed as notes, not failures. Prints one line per failing page and exits 1
 if any fails.
 
@@ -75,7 +77,7 @@ def check(build: Path, chromium: str) -> list[str]:
         context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
         for path in pages:
             page = context.new_page()
-            errors: list[str] = []
+            errors: list[tuple[str, str]] = []   # (message, URL it names)
             external: set[str] = set()
             local_failed: list[str] = []
 

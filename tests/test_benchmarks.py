@@ -58,4 +58,5 @@ def test_decided_steps_measures_what_is_left_to_decide():
 
     assert bench.undecided_share(adapter, chain, prompts, bright, len(chain), groups=8, branches=4) == 0.0
     assert 0.0 < bench.undecided_share(adapter, chain, prompts, bright, 0, groups=8, branches=4) <= 1.3
+    assert bench.undecided_share(adapter, chain, prompts, bright, 1, groups=8, branches=4) > 0.0   # noise still decides
     assert bench.undecided_share(adapter, chain, prompts, coin, 2, groups=16, branches=4) > 0.7

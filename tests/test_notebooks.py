@@ -104,6 +104,7 @@ def test_every_parameter_is_listed_by_papermill(chapter):
 
     path = repo_root() / "notebooks" / chapter
     cell = next(c for c in json.loads(path.read_text())["cells"] if "parameters" in c["metadata"].get("tags", []))
-    assigned = [t.id for node in ast.parse("".join(cell["source"])).body if isinstance(node, ast.Assign)
-                for t in node.targets]
+    body = ast.parse("".join(cell["source"])).body
+    assigned = [t.id for node in body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)]
+    assigned += [node.target.id for node in body if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)]
     assert assigned and sorted(papermill.inspect_notebook(str(path))) == sorted(assigned)

@@ -25,7 +25,7 @@ def _lint(path: Path) -> subprocess.CompletedProcess:
 
 
 def test_there_is_a_pages_workflow():
-    assert [p.name for p in WORKFLOWS] == ["book.yml"]
+    assert "book.yml" in [p.name for p in WORKFLOWS]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)

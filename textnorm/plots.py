@@ -13,6 +13,7 @@ from __future__ import annotations
 import colorsys
 import hashlib
 import re
+import textwrap
 from collections.abc import Iterable, Sequence
 
 import matplotlib as mpl
@@ -28,9 +29,9 @@ BASE_COLORS: dict[str, str] = {
     "BLIP-2": "#E69F00",
     "ImageReward": "#CC79A7",
     "PickScore": "#F0E442",
-    "mean ensemble": "#009E73",
+    "mean ensemble": "#009E73",   # TIA2's published TextNorm is the paper's ensemble: the same colour
     "UR ensemble": "#8C564B",
-    "raw ensemble": "#7F7F7F",
+    "raw ensemble": "#999933",
     "base": "#7F7F7F",
 }
 VERDICT_COLORS = {True: "#009E73", False: "#D55E00"}   # the judge's frame: aligned / not aligned
@@ -38,10 +39,12 @@ FONT_SIZE = 10
 
 
 def base_reward(name: str) -> str:
-    """The reward a name is built on: ``TextNorm(contrastive) [CV]`` -> ``contrastive``."""
-    inner = re.search(r"\(([^()]+)\)", name)
-    if inner and not inner.group(1).startswith(("mean", "UR")):
-        return inner.group(1).split(",")[0].strip()
+    """The reward a name is built on: ``TextNorm(contrastive) [CV]`` -> ``contrastive``,
+    ``TextNorm(mean)`` -> ``mean ensemble``; other names lose only a trailing ``[...]`` label."""
+    inner = re.match(r"^TextNorm(?:-minmax)?\(([^()]+)\)", name)
+    if inner:
+        base = inner.group(1).split(",")[0].strip()
+        return {"mean": "mean ensemble", "UR": "UR ensemble"}.get(base, base)
     return re.sub(r"\s*\[.*\]$", "", name).strip()
 
 
@@ -52,13 +55,19 @@ def _shade(hex_color: str, factor: float) -> str:
 
 
 def color_of(name: str) -> str:
-    """The colour of a reward (or system) name, the same in every chapter."""
+    """The colour of a reward (or system) name, the same in every chapter: a TextNorm variant is a
+    darker shade of its base reward (the authors' min-max variant a lighter one), a bracketed label
+    such as ``[CV]`` keeps its reward's colour. Unknown names get one of tab20's colours from a hash
+    of the name (stable, but two unknown names can share one)."""
     if name in BASE_COLORS:
         return BASE_COLORS[name]
     base = base_reward(name)
-    if base != name and base in BASE_COLORS:
-        calibrated = name.startswith("TextNorm")
-        return _shade(BASE_COLORS[base], 0.6 if calibrated else 1.25)
+    if base in BASE_COLORS:
+        if name.startswith("TextNorm-minmax"):
+            return _shade(BASE_COLORS[base], 1.35)
+        if name.startswith("TextNorm"):
+            return _shade(BASE_COLORS[base], 0.6)
+        return BASE_COLORS[base]
     digest = int(hashlib.sha256(name.encode()).hexdigest(), 16)
     return mpl.colors.to_hex(mpl.colormaps["tab20"](digest % 20))
 
@@ -109,6 +118,8 @@ def image_grid(images: np.ndarray, verdicts: Sequence[bool], cols: int, row_labe
         if row_labels and c == 0:
             ax.set_ylabel(row_labels[r], rotation=0, ha="right", va="center", fontsize=9)
         if col_labels and r == 0:
-            ax.set_title(col_labels[c], fontsize=9)
+            # wrapped to the cell's width (about 12 characters per inch at 9 pt), so titles never overlap
+            width = max(8, int(cell * 12))
+            ax.set_title("\n".join(textwrap.fill(part, width) for part in col_labels[c].split("\n")), fontsize=9)
     fig.tight_layout()
     return fig

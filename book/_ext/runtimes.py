@@ -27,10 +27,21 @@ def chapter_runtimes(root: Path) -> list[tuple[str, str, float]]:
         duration = nb.get("metadata", {}).get("papermill", {}).get("duration")
         if duration is None:
             raise ValueError(f"{path.name} has no papermill duration: execute it with papermill (make notebooks)")
-        title = next((line.lstrip("# ").strip() for cell in nb["cells"] if cell["cell_type"] == "markdown"
-                      for line in "".join(cell["source"]).splitlines() if line.startswith("# ")), path.stem)
+        title = next((t for cell in nb["cells"] if cell["cell_type"] == "markdown"
+                      for t in [_first_heading("".join(cell["source"]))] if t), path.stem)
         rows.append((path.name, title, float(duration)))
     return rows
+
+
+def _first_heading(markdown: str) -> str | None:
+    """The text of the first level-1 heading outside fenced code, or None."""
+    fenced = False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        elif not fenced and line.startswith("# "):
+            return line[2:].strip()
+    return None
 
 
 def _minutes(seconds: float) -> str:

@@ -12,14 +12,22 @@ and the verdict of the acceptance criteria:
 Runs are spread over worker processes of one torch thread each (two on a 2-core machine).
 
     python benchmarks/controls.py                      # CPU defaults (about 15 minutes on 2 cores)
-    python benchmarks/controls.py --gpu --device cuda  # larger batches and more steps
+    python benchmarks/controls.py --gpu --device cuda --workers 6 --minutes 7 --out runs/controls
+                                                       # larger batches and more steps, at most 7
+                                                       # minutes of training per run
+
+--minutes stops a run's training at that wall time (the table says how many steps it made);
+--out writes each run's row, with its evaluations along the way, as JSON as soon as it ends.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,30 +39,39 @@ CPU = {"ddpo": dict(method="ddpo", steps=24, n_prompts=8, samples_per_prompt=16,
                     clip_range=1e-3, lr=6e-5, warmup=10, min_train_sigma=0.05, sample_steps=10),
        "rwsft": dict(method="rwsft", steps=200, pool_size=64, top_fraction=0.1, batch_size=32, lr=1e-4, warmup=20,
                      pretrain_weight=1.0, sample_steps=10)}
-GPU = {"ddpo": dict(samples_per_prompt=64, batch_size=128, steps=100, sample_steps=20),
-       "rwsft": dict(pool_size=256, steps=1000, batch_size=64, sample_steps=20)}
+GPU = {"ddpo": dict(samples_per_prompt=64, batch_size=128, steps=100, sample_steps=20, eval_every=25),
+       "rwsft": dict(pool_size=256, steps=1000, batch_size=64, sample_steps=20, eval_every=250)}
 THRESHOLD = {"ddpo": 0.10, "rwsft": 0.05}
 
 
-def run_one(job: tuple[str, int, dict, str, int]) -> dict:
+def run_one(job: tuple[str, int, dict, str, int, float | None]) -> dict:
     import torch
 
     from textnorm.finetune.config import FinetuneConfig
     from textnorm.finetune.loop import Finetuner
     from textnorm.quiet import quiet_libraries
 
-    method, seed, settings, device, eval_samples = job
+    method, seed, settings, device, eval_samples, minutes = job
     torch.set_num_threads(1)
     quiet_libraries()
     t0 = time.time()
     cfg = FinetuneConfig(reward="gold", seed=seed, device=device, eval_samples=eval_samples, **settings)
     tuner = Finetuner(cfg)
     before = tuner.evaluate()
-    tuner.train(progress=False)
+    t_train = time.time()
+    while tuner.step < cfg.steps:
+        tuner.run_step()
+        if minutes is not None and time.time() - t_train > 60 * minutes:
+            break
     after = tuner.evaluate()
-    return {"method": method, "seed": seed,
+    # evaluations along the way (eval_every > 0), on the same noise as before and after
+    curve = [{"step": m["step"], "train": m["eval_gold"], "heldout": m.get("heldout_gold")}
+             for m in tuner.metrics if "eval_gold" in m]
+    curve.append({"step": tuner.step, "train": after["eval_gold"], "heldout": after.get("heldout_gold")})
+    return {"method": method, "seed": seed, "steps": tuner.step, "lr": cfg.lr,
             "train_base": before["eval_gold"], "train_final": after["eval_gold"],
             "heldout_base": before["heldout_gold"], "heldout_final": after["heldout_gold"],
+            "kl": float(tuner.metrics[-1].get("kl", float("nan"))), "curve": curve,
             "minutes": (time.time() - t0) / 60}
 
 
@@ -67,19 +84,36 @@ def main() -> None:
     ap.add_argument("--eval-samples", type=int, default=32, help="images per evaluation prompt (8 + 8 prompts)")
     ap.add_argument("--gpu", action="store_true", help="the larger GPU settings")
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--minutes", type=float, default=None, help="stop each run's training after this wall time")
+    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="override a setting of every run (a FinetuneConfig field, e.g. lr=2e-5)")
+    ap.add_argument("--out", type=Path, default=None, help="folder for one JSON file per run (must not exist)")
     args = ap.parse_args()
-    jobs = [(m, s, {**CPU[m], **(GPU[m] if args.gpu else {})}, args.device, args.eval_samples)
-            for m in args.methods for s in args.seeds]
+    override = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        override[key] = json.loads(value)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=False)   # never overwrite earlier results
+    jobs = [(m, s, {**CPU[m], **(GPU[m] if args.gpu else {}), **override}, args.device, args.eval_samples,
+             args.minutes) for m in args.methods for s in args.seeds]
     t0 = time.time()
-    if args.workers > 1:
-        with mp.get_context("spawn").Pool(args.workers) as pool:
-            rows = pool.map(run_one, jobs, chunksize=1)
-    else:
-        rows = [run_one(j) for j in jobs]
-    df = pd.DataFrame(rows)
+    rows = []
+    ctx = mp.get_context("spawn")
+    with ctx.Pool(args.workers) if args.workers > 1 else _Serial() as pool:
+        for row in pool.imap_unordered(run_one, jobs, chunksize=1):
+            rows.append(row)
+            if args.out is not None:
+                path = args.out / f"{row['method']}_seed{row['seed']}.json"
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(row, indent=1))
+                os.replace(tmp, path)
+            print(f"done: {row['method']} seed {row['seed']}: {row['steps']} steps, training gold "
+                  f"{row['train_base']:.3f} -> {row['train_final']:.3f} ({row['minutes']:.1f} min)", flush=True)
+    df = pd.DataFrame(rows).sort_values(["method", "seed"])
     df["train_change"] = df.train_final - df.train_base
     df["heldout_change"] = df.heldout_final - df.heldout_base
-    cols = ["method", "seed", "train_base", "train_final", "train_change", "heldout_base", "heldout_final",
+    cols = ["method", "seed", "steps", "train_base", "train_final", "train_change", "heldout_base", "heldout_final",
             "heldout_change", "minutes"]
     print(f"gold control on the synthetic world ({'GPU' if args.gpu else 'CPU'} settings, device {args.device}, "
           f"{args.eval_samples} evaluation images per prompt, training sampler)")
@@ -96,6 +130,19 @@ def main() -> None:
               f"{df[df.method == m].heldout_change.mean():+.3f}")
     print(f"wall time {(time.time() - t0) / 60:.1f} min with {args.workers} worker(s)")
     raise SystemExit(0 if ok else 1)
+
+
+class _Serial:
+    """The Pool interface in this process (one worker)."""
+
+    def __enter__(self) -> _Serial:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def imap_unordered(self, fn, jobs, chunksize: int = 1):
+        return map(fn, jobs)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def run_one(job: tuple[str, int, dict, str, int, float | None]) -> dict:
     torch.set_num_threads(1)
     quiet_libraries()
     t0 = time.time()
-    cfg = FinetuneConfig(reward="gold", seed=seed, device=device, eval_samples=eval_samples, **settings)
+    cfg = FinetuneConfig(**{"reward": "gold", **settings}, seed=seed, device=device, eval_samples=eval_samples)
     tuner = Finetuner(cfg)
     before = tuner.evaluate()
     t_train = time.time()
@@ -65,10 +65,12 @@ def run_one(job: tuple[str, int, dict, str, int, float | None]) -> dict:
             break
     after = tuner.evaluate()
     # evaluations along the way (eval_every > 0), on the same noise as before and after
-    curve = [{"step": m["step"], "train": m["eval_gold"], "heldout": m.get("heldout_gold")}
+    curve = [{"step": m["step"], "train": m["eval_gold"], "heldout": m.get("heldout_gold"), "reward": m["eval_reward"]}
              for m in tuner.metrics if "eval_gold" in m]
-    curve.append({"step": tuner.step, "train": after["eval_gold"], "heldout": after.get("heldout_gold")})
-    return {"method": method, "seed": seed, "steps": tuner.step, "lr": cfg.lr,
+    curve.append({"step": tuner.step, "train": after["eval_gold"], "heldout": after.get("heldout_gold"),
+                  "reward": after["eval_reward"]})
+    return {"method": method, "seed": seed, "reward": cfg.reward, "steps": tuner.step, "lr": cfg.lr,
+            "reward_base": before["eval_reward"], "reward_final": after["eval_reward"],
             "train_base": before["eval_gold"], "train_final": after["eval_gold"],
             "heldout_base": before["heldout_gold"], "heldout_final": after["heldout_gold"],
             "kl": float(tuner.metrics[-1].get("kl", float("nan"))), "curve": curve,
@@ -110,9 +112,16 @@ def main() -> None:
                 os.replace(tmp, path)
             print(f"done: {row['method']} seed {row['seed']}: {row['steps']} steps, training gold "
                   f"{row['train_base']:.3f} -> {row['train_final']:.3f} ({row['minutes']:.1f} min)", flush=True)
+    if args.out is not None:
+        (args.out / "summary.json").write_text(json.dumps(rows, indent=1))
     df = pd.DataFrame(rows).sort_values(["method", "seed"])
     df["train_change"] = df.train_final - df.train_base
     df["heldout_change"] = df.heldout_final - df.heldout_base
+    if set(df.reward) != {"gold"}:   # another reward: its change beside gold's, no verdict
+        df["reward_change"] = df.reward_final - df.reward_base
+        print(df[["method", "reward", "seed", "steps", "reward_base", "reward_final", "reward_change", "train_base",
+                  "train_final", "train_change", "heldout_change", "kl"]].round(3).to_string(index=False))
+        return
     cols = ["method", "seed", "steps", "train_base", "train_final", "train_change", "heldout_base", "heldout_final",
             "heldout_change", "minutes"]
     print(f"gold control on the synthetic world ({'GPU' if args.gpu else 'CPU'} settings, device {args.device}, "

@@ -3,7 +3,7 @@
 # benchmarks/controls.py's --gpu settings on each synthetic proxy, raw and TextNorm (temperature 0.3,
 # chapter 03's), 3 seeds each, twelve runs at once on one GPU, gold tracked every 8 rounds.
 #   bash benchmarks/gpu_overopt.sh OUT_DIR
-#   DEVICE=cpu MINUTES=0.05 EVAL=1 EXTRA="steps=1 samples_per_prompt=4 sample_steps=5" bash benchmarks/gpu_overopt.sh /tmp/x  # CPU test
+#   DEVICE=cpu MINUTES=0.05 EVAL=1 EXTRA="steps=1 samples_per_prompt=4 batch_size=32 sample_steps=5" bash benchmarks/gpu_overopt.sh /tmp/x  # CPU test
 set -u
 out=$1; mkdir -p "$out"; dev=${DEVICE:-cuda}; min=${MINUTES:-4.0}; extra=${EXTRA:-}
 if [ -d wheels ] && ! python3 -c "import diffusers" 2>/dev/null; then pip install --quiet --no-index --no-deps --target .site wheels/*.whl; export PYTHONPATH=$PWD/.site:$PWD; fi

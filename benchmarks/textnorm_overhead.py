@@ -25,16 +25,16 @@ import numpy as np
 import torch
 from PIL import Image
 
-from textnorm import prompts, testing
-from textnorm.rewards import load_reward
+from textnorm import testing
+from textnorm.rewards import contrastive, load_reward
 
 
 def contrast_set(k: int) -> tuple[str, list[str]]:
     y = "a realistic photo of an airplane and an apple"
-    pool = prompts.composition_contrastive(y)
+    pool = contrastive.composition_contrastive(y)
     for other in ("a realistic photo of a cat and a dog", "a realistic photo of a bird and a cake",
                   "a realistic photo of a truck and a vase"):
-        pool += prompts.composition_contrastive(other)
+        pool += contrastive.composition_contrastive(other)
     return y, [p for p in dict.fromkeys(pool) if p != y][:k]
 
 

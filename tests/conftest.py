@@ -13,8 +13,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from textnorm.data import tia2_files  # noqa: E402
 from textnorm.paths import repo_root  # noqa: E402
+from textnorm.tia2.data import tia2_files  # noqa: E402
 
 
 @pytest.fixture(scope="session")

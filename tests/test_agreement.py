@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from textnorm import agreement, tia2
+from textnorm import tia2
+from textnorm.stats import agreement
 
 # Fleiss (1971) as reproduced on Wikipedia: 10 subjects, 14 raters, 5 categories, kappa = 0.210
 FLEISS_COUNTS = np.array([

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from textnorm import calibration as cal
+from textnorm.rewards import calibration as cal
 
 # multiples of 1/32: shifts and differences stay exact, so min-max spans never round to zero
 finite = st.integers(-640, 640).map(lambda i: i / 32)

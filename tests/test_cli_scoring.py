@@ -10,8 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from textnorm import calibration, testing, tia2
+from textnorm import testing, tia2
 from textnorm.cli import main
+from textnorm.rewards import calibration
 
 torch.set_num_threads(1)
 
@@ -113,10 +114,10 @@ def test_unknown_reward_and_missing_rules(counting_images, mirror, tmp_path, cap
 
 
 def test_prompt_without_contrastive_set():
-    from textnorm.scoring import score_prompt_groups
+    from textnorm.rewards.scoring import prompt_matrices
 
     with pytest.raises(KeyError, match="no contrastive prompt set"):
-        score_prompt_groups(reward=None, groups={"a cat": []}, contrastive={"a dog": ["two dogs"]})
+        prompt_matrices(model=None, images=["x.jpg"], prompts=["a cat"], contrastive={"a dog": ["two dogs"]})
 
 
 def test_evaluate_errors(mirror, tmp_path, capsys):

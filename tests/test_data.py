@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from textnorm import data
 from textnorm.cli import main as cli_main
+from textnorm.tia2 import data
 
 REL = "human_annotations/human_labels_counting.json"
 

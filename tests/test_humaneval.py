@@ -11,7 +11,7 @@ import pytest
 import statsmodels.api as sm
 from scipy import stats
 
-from textnorm import humaneval as he
+from textnorm.stats import humaneval as he
 
 
 def judgments(rows):

@@ -10,7 +10,8 @@ import pytest
 from scipy import stats
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from textnorm import metrics, tia2
+from textnorm import tia2
+from textnorm.stats import metrics
 
 
 def random_cases(n_cases=60, seed=0):

@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from textnorm import evaluation, manifest, tia2
+from textnorm import manifest, tia2
 from textnorm.cli import main
 from textnorm.paths import repo_root
+from textnorm.tia2 import evaluation
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from textnorm import selection
+from textnorm.stats import selection
 
 
 def make_table(seed=0):

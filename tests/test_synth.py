@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from textnorm import agreement, manifest
+from textnorm import manifest
 from textnorm.paths import repo_root
 from textnorm.rewards import load_reward
+from textnorm.stats import agreement
 from textnorm.synth import annotators, benchmark, judge, scenes
 from textnorm.synth.generator import SynthPipeline
 from textnorm.synth.proxies import ProxyConfig, train_proxy

@@ -1,30 +1,25 @@
 """textnorm: confidence-aware reward optimization of text-to-image models.
 
-Modules, each with one job:
+Sub-packages, one concern each (the data flow runs top to bottom):
 
-- TIA2 benchmark: :mod:`textnorm.data` (download / mirror / sha256 verification),
-  :mod:`textnorm.tia2` (tidy tables and label rules), :mod:`textnorm.scoring` (reward scores of a
-  folder of images), :mod:`textnorm.evaluation` (scores -> per-prompt metrics, with coverage checks)
-- statistics: :mod:`textnorm.metrics` (ranking metrics, bootstrap intervals, paired tests),
-  :mod:`textnorm.agreement` (inter-rater agreement), :mod:`textnorm.humaneval` (pairwise human
-  evaluations), :mod:`textnorm.selection` (choice of TextNorm's temperature and lambda)
-- rewards and calibration: :mod:`textnorm.rewards` (reward models behind one interface),
-  :mod:`textnorm.calibration` (TextNorm and its ensembles), :mod:`textnorm.prompts` (contrastive
-  prompts)
-- the synthetic world: :mod:`textnorm.synth` (scenes, gold judge, generator, proxies, benchmark)
-- fine-tuning: :mod:`textnorm.ddim` (the DDIM chain with log-probabilities),
-  :mod:`textnorm.finetune` (tasks, rewards, DDPO and reward-weighted SFT, experiments)
-- presentation: :mod:`textnorm.plots` (one colour per reward, figure defaults, the judge-framed
-  image grid), :mod:`textnorm.tables` (reader names and intervals for displayed tables)
-- support: :mod:`textnorm.cli` (the ``textnorm`` command), :mod:`textnorm.params` (notebook
-  parameter checks), :mod:`textnorm.manifest` (hashes of the shipped artifacts),
-  :mod:`textnorm.paths`, :mod:`textnorm.quiet`, :mod:`textnorm.testing` (tiny models for tests)
+- :mod:`textnorm.tia2`: the TIA2 benchmark: files (download, mirror, sha256), annotation tables and
+  label rules, scoring a folder of images, evaluation of scores against the labels
+- :mod:`textnorm.rewards`: reward models behind one interface, TextNorm calibration and its
+  ensembles (:mod:`~textnorm.rewards.calibration`), contrastive prompts
+  (:mod:`~textnorm.rewards.contrastive`), and the one scoring path for images of a prompt and its
+  contrasts (:mod:`~textnorm.rewards.scoring`)
+- :mod:`textnorm.stats`: ranking metrics, bootstrap intervals and paired tests, inter-rater
+  agreement, pairwise human evaluations, cross-validated choice of TextNorm's settings
+- :mod:`textnorm.synth`: the synthetic world (scenes, gold judge, generator, proxies, benchmark)
+- :mod:`textnorm.finetune`: tasks, rewards, DDPO and reward-weighted SFT, experiments; with
+  :mod:`textnorm.ddim`, the DDIM chain with log-probabilities that sampling and training share
+
+Top-level modules: presentation (:mod:`textnorm.plots`: one colour per reward, figure defaults,
+the judge-framed image grid; :mod:`textnorm.tables`: reader names and intervals for displayed
+tables) and support (:mod:`textnorm.cli`, the ``textnorm`` command; :mod:`textnorm.params`,
+notebook parameter checks; :mod:`textnorm.manifest`, hashes of the shipped artifacts;
+:mod:`textnorm.files`, atomic writes; :mod:`textnorm.paths`; :mod:`textnorm.quiet`, quiet
+third-party logs in notebooks; :mod:`textnorm.testing`, tiny models for tests).
 """
 
-import warnings
-
 __version__ = "0.1.0"
-
-# transformers and diffusers import tqdm.auto, which warns in Jupyter kernels without ipywidgets
-# and falls back to plain text bars: those are what we want, so the notice is noise.
-warnings.filterwarnings("ignore", message="IProgress not found")

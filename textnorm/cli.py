@@ -13,8 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from textnorm import data
 from textnorm.files import atomic_write
+from textnorm.tia2 import data
 
 
 class CLIError(Exception):
@@ -55,9 +55,10 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 def _cmd_score(args: argparse.Namespace) -> int:
     import torch
 
-    from textnorm import prompts as prompt_rules
-    from textnorm import scoring, tia2
+    from textnorm import tia2
     from textnorm.rewards import REWARDS, load_reward
+    from textnorm.rewards import contrastive as prompt_rules
+    from textnorm.tia2 import scoring
 
     if args.reward not in REWARDS:
         raise CLIError(f"unknown reward {args.reward!r}; choose one of: {', '.join(sorted(REWARDS))}")
@@ -103,7 +104,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from textnorm import evaluation, tia2
+    from textnorm import tia2
+    from textnorm.tia2 import evaluation
 
     _check_out(args.out, inputs=(args.scores,), overwrite=args.overwrite)
     try:

@@ -7,6 +7,10 @@ import warnings
 
 
 def quiet_libraries() -> None:
+    """Call before importing modules that import transformers or diffusers (textnorm.synth,
+    textnorm.finetune): those import tqdm.auto, which warns in Jupyter kernels without ipywidgets
+    and falls back to plain text bars (what we want), so the notice is noise on stderr."""
+    warnings.filterwarnings("ignore", message="IProgress not found")
     import diffusers
     import transformers
 

@@ -42,6 +42,16 @@ def interval(mean: float, low: float, high: float, digits: int = 3, signed: bool
     return f"{f.format(mean)} [{f.format(low)}, {f.format(high)}]"
 
 
+def p_value(p: float) -> str:
+    """'4.2e-05' below 0.001, else '0.012' (three decimals would print small p-values as 0.000)."""
+    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def bracket(low: float, high: float, digits: int = 3) -> str:
+    """'[0.781, 0.832]': an interval without its estimate."""
+    return f"[{low:.{digits}f}, {high:.{digits}f}]"
+
+
 def with_intervals(df: pd.DataFrame, spec: Mapping[str, tuple[str, str, str]], digits: int = 3,
                    signed: bool = False) -> pd.DataFrame:
     """Replace each (mean, low, high) column triple by one text column named by ``spec``'s key."""

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from textnorm.ddim import Chain
+from textnorm.synth.generator import to_uint8
 
 Cond = Any   # text conditioning: a tensor (SD) or a tuple of tensors (synthetic), indexed by sample
 
@@ -56,10 +57,6 @@ class Adapter:
         raise NotImplementedError
 
 
-def _uint8(x: torch.Tensor) -> np.ndarray:
-    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-
-
 class SynthAdapter(Adapter):
     def __init__(self, pipe: Any) -> None:
         self.pipe = pipe
@@ -81,7 +78,7 @@ class SynthAdapter(Adapter):
         return unet(x, t, encoder_hidden_states=states, class_labels=pooled).sample
 
     def decode(self, x0: torch.Tensor) -> np.ndarray:
-        return _uint8(x0)
+        return to_uint8(x0)
 
     def encode_images(self, images: np.ndarray) -> torch.Tensor:
         return (torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1).to(self.device)
@@ -119,7 +116,7 @@ class StableDiffusionAdapter(Adapter):
     def decode(self, x0: torch.Tensor) -> np.ndarray:
         vae = self.pipe.vae
         img = vae.decode(x0.to(vae.dtype) / vae.config.scaling_factor).sample
-        return _uint8(img)
+        return to_uint8(img)
 
     @torch.no_grad()
     def encode_images(self, images: np.ndarray) -> torch.Tensor:

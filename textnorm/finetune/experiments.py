@@ -17,6 +17,7 @@ from tqdm import tqdm
 from textnorm.finetune.loop import FinetuneConfig, Finetuner, best_of_n, load_pipeline
 from textnorm.finetune.rewards import make_reward
 from textnorm.finetune.task import Task, make_task
+from textnorm.rewards.scoring import repeat_prompts
 
 
 def bon_kl(n: int) -> float:
@@ -79,7 +80,7 @@ def best_of_n_curve(model: str, rewards: Mapping[str, str], prompts: list[str], 
     n_max = max(ns)
     rows = []
     for seed in tqdm(seeds, disable=not progress, desc="best-of-n"):
-        flat = [p for p in prompts for _ in range(n_max)]
+        flat = repeat_prompts(prompts, n_max)
         pool = best_of_n(pipe, lambda images, _: np.zeros(len(images)), prompts, n_max, seed=seed,
                          sample_steps=sample_steps, keep_pool=True)
         images = pool["pool_images"].reshape(len(flat), *pool["pool_images"].shape[2:])

@@ -80,6 +80,7 @@ from textnorm.finetune.config import FinetuneConfig, validate
 from textnorm.finetune.distributed import gather, local_rows, minibatches, resolve_device, shard
 from textnorm.finetune.rewards import make_reward
 from textnorm.finetune.task import Judge, Task, make_task
+from textnorm.rewards.scoring import group_by_prompt, repeat_prompts
 
 # images (n, H, W, 3) uint8 and their prompts -> one reward per image
 RewardFn = Callable[[np.ndarray, Sequence[str]], np.ndarray]
@@ -240,7 +241,7 @@ class Finetuner:
                                    ("heldout", self.task.eval_prompts, SALT_HELDOUT)):
             if not prompts:
                 continue
-            flat = [p for p in prompts for _ in range(self.cfg.eval_samples)]
+            flat = repeat_prompts(prompts, self.cfg.eval_samples)
             rows = self._rows(len(flat))
             local = flat[rows[1]]
             traj, _ = self.sample(local, make_generator(self.cfg.seed, 0, salt), eta=eta, rows=rows)
@@ -297,7 +298,7 @@ class Finetuner:
     def _ddpo_round(self) -> dict:
         cfg, ad, chain = self.cfg, self.adapter, self.chain
         prompts = self._draw_prompts()
-        flat = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
+        flat = repeat_prompts(prompts, cfg.samples_per_prompt)
         n = len(flat)
         rows = self._rows(n)
         local = flat[rows[1]]
@@ -306,8 +307,7 @@ class Finetuner:
         if self.processes > 1:   # a checksum of each process's samples (they differ: the shards do)
             row["shard_checksums"] = gather(self.accelerator, np.array([float(traj.x0.double().sum())])).tolist()
         adv = np.zeros_like(rewards)
-        for p in prompts:
-            idx = [i for i, q in enumerate(flat) if q == p]
+        for idx in group_by_prompt(flat).values():
             r = rewards[idx]
             adv[idx] = (r - r.mean()) / (r.std() + 1e-6)
         adv_t = torch.tensor(np.clip(adv[rows[1]], -cfg.adv_clip, cfg.adv_clip), dtype=torch.float32,
@@ -395,7 +395,7 @@ class Finetuner:
         ``top_fraction`` with min-max weights over the prompt's whole pool."""
         cfg = self.cfg
         prompts = self.task.train_prompts
-        flat = [p for p in prompts for _ in range(cfg.pool_size)]
+        flat = repeat_prompts(prompts, cfg.pool_size)
         rows = self._rows(len(flat))
         traj, _ = self.sample(flat[rows[1]], make_generator(cfg.seed, self.step, SALT_POOL), eta=cfg.pool_eta,
                               rows=rows)
@@ -695,7 +695,7 @@ def best_of_n(pipe: Any, reward_fn: RewardFn, prompts: list[str], n: int, seed: 
     if n < 1:
         raise ValueError("best-of-n needs n >= 1")
     ad = make_adapter(pipe)
-    flat = [p for p in prompts for _ in range(n)]
+    flat = repeat_prompts(prompts, n)
     chain = ad.chain(sample_steps)
     g = make_generator(seed, 0)
     cond = ad.encode(flat)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from textnorm import calibration
+from textnorm.rewards import calibration, scoring
 
 RewardFn = Callable[[np.ndarray, Sequence[str]], np.ndarray]
 
@@ -36,16 +36,8 @@ def _load(item: str, device: str):
 
 def _calibrated(models, images, prompts, contrastive, temperature) -> np.ndarray:
     """(n_models, n) TextNorm probabilities, scoring each prompt's images against [y, *C(y)]."""
-    out = np.empty((len(models), len(prompts)))
-    groups: dict[str, list[int]] = {}
-    for i, p in enumerate(prompts):
-        groups.setdefault(p, []).append(i)
-    for p, idx in groups.items():
-        texts = [p, *contrastive(p)]
-        for m, model in enumerate(models):
-            R = model.score_matrix([images[i] for i in idx], texts)
-            out[m, idx] = calibration.textnorm(R[:, 0], R[:, 1:], temperature)
-    return out
+    return np.stack([scoring.textnorm(scoring.prompt_matrices(model, images, prompts, contrastive), temperature)
+                     for model in models])
 
 
 def make_reward(spec: str, contrastive: Callable[[str], list[str]] | None = None, temperature: float = 1.0,
@@ -60,7 +52,7 @@ def make_reward(spec: str, contrastive: Callable[[str], list[str]] | None = None
         return gold
     if kind.startswith("textnorm") and contrastive is None:
         raise ValueError(f"reward {spec!r} needs contrastive prompts: give the task (or make_reward) a contrastive "
-                         "function, e.g. textnorm.prompts.composition_contrastive")
+                         "function, e.g. textnorm.rewards.contrastive.composition_contrastive")
     if not arg:
         raise ValueError(f"reward spec {spec!r} needs a model after the colon, e.g. 'raw:data/synth/proxy_contrastive'")
     models = [_load(item, device) for item in arg.split(",")]

@@ -23,6 +23,8 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
+from textnorm.rewards.scoring import group_by_prompt
+
 
 def as_rgb(image: Image.Image | np.ndarray) -> Image.Image:
     """Accept PIL images or HxWx3 uint8 arrays."""
@@ -57,9 +59,8 @@ class RewardModel(ABC):
         """r[i] = r(images[i], prompts[i]). Images sharing a prompt are scored together."""
         if len(images) != len(prompts):
             raise ValueError(f"got {len(images)} images but {len(prompts)} prompts")
-        unique = list(dict.fromkeys(prompts))
         out = np.empty(len(images))
-        groups = {p: [i for i, q in enumerate(prompts) if q == p] for p in unique}
+        groups = group_by_prompt(prompts)
         for p, idx in tqdm(groups.items(), disable=not progress, desc=f"{self.name} pairs"):
             out[idx] = self.score_matrix([images[i] for i in idx], [p])[:, 0]
         return out

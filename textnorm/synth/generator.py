@@ -122,8 +122,8 @@ class SynthPipeline(DiffusionPipeline):
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(n, 3, S, S) in [-1, 1] -> uint8 (n, S, S, 3)."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    """(n, 3, S, S) in [-1, 1], any float dtype -> uint8 (n, S, S, 3)."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
 
 
 def to_model_space(images: np.ndarray) -> torch.Tensor:

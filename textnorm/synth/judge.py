@@ -23,7 +23,7 @@ from functools import cache
 import numpy as np
 from scipy import ndimage, signal
 
-from textnorm.synth.scenes import BACKGROUND, COLORS, SHAPES, Caption, _mask, parse_caption
+from textnorm.synth.scenes import BACKGROUND, COLORS, SHAPES, Caption, parse_caption, shape_mask
 
 _PALETTE = np.array([BACKGROUND, *COLORS.values()], dtype=float)
 _NAMES = ["background", *COLORS]
@@ -56,7 +56,7 @@ def _templates(sizes: tuple[int, ...] = (4, 5, 6)) -> list[tuple[str, np.ndarray
     out = []
     for size in sizes:
         for shape in SHAPES:
-            m = _mask(shape, size / 2, size / 2, size, size)
+            m = shape_mask(shape, size / 2, size / 2, size, size)
             out.append((shape, m[np.ix_(m.any(1), m.any(0))]))
     return out
 

@@ -79,7 +79,7 @@ def split_captions(subset: str, held_out: float = 0.2, seed: int = 0) -> tuple[l
     return train, held
 
 
-def _mask(shape: str, cx: float, cy: float, size: int, res: int, ss: int = 4) -> np.ndarray:
+def shape_mask(shape: str, cx: float, cy: float, size: int, res: int, ss: int = 4) -> np.ndarray:
     """Boolean mask of one shape on a res x res grid, by ss x ss supersampling."""
     grid = (np.arange(res * ss) + 0.5) / ss
     x, y = np.meshgrid(grid, grid)
@@ -101,7 +101,7 @@ def render(objects: list[tuple[str, str, float, float, int]], res: int = 16) -> 
     img = np.empty((res, res, 3), np.uint8)
     img[:] = BACKGROUND
     for shape, color, cx, cy, size in objects:
-        img[_mask(shape, cx, cy, size, res)] = COLORS[color]
+        img[shape_mask(shape, cx, cy, size, res)] = COLORS[color]
     return img
 
 

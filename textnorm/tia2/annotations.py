@@ -22,7 +22,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from textnorm.data import SUBSETS, tia2_path
+from textnorm.tia2.data import SUBSETS, tia2_path
 
 METRICS: tuple[str, ...] = ("auroc", "auprc", "ap5", "ap10", "ap25", "spearman", "kendall")
 MODELS: tuple[str, ...] = ("clip", "blip2", "imagereward", "pickscore", "textnorm")
@@ -44,7 +44,7 @@ def load_images(subsets: Iterable[str] = SUBSETS, **source) -> pd.DataFrame:
     """One row per annotated image.
 
     Columns: subset, prompt_id (the first index of the image name), prompt, image,
-    label_1..label_3, aligned (bool). ``source`` is passed to :func:`textnorm.data.tia2_path`
+    label_1..label_3, aligned (bool). ``source`` is passed to :func:`textnorm.tia2.data.tia2_path`
     (``mirror=``, ``cache_dir=``, ...).
     """
     frames = []

@@ -43,7 +43,7 @@ class TIA2IntegrityError(RuntimeError):
 
 def expected_sha256() -> dict[str, str]:
     """Relative path -> sha256 hex digest, as recorded for the pinned upstream commit."""
-    text = resources.files("textnorm").joinpath("tia2_sha256.txt").read_text()
+    text = resources.files("textnorm.tia2").joinpath("tia2_sha256.txt").read_text()
     sums: dict[str, str] = {}
     for line in text.splitlines():
         if line.strip():

@@ -15,7 +15,7 @@ file names; the reported coverage then shows how many of the subset's prompts we
 - score columns are numeric and named apart from the identifiers and the labels; without a
   ``subset`` column the labels must hold one subset.
 
-Per-prompt metrics follow :mod:`textnorm.metrics` and the label and exclusion rules of
+Per-prompt metrics follow :mod:`textnorm.stats.metrics` and the label and exclusion rules of
 :mod:`textnorm.tia2`. The JSON layout is the authors':
 ``{prompt: {"human": aligned fraction, <model>: {"auroc": ..., "auprc": ..., "ap5": ..., ...}}}``,
 with ``"coverage": [n_scored, n_images]`` added to a prompt only when it was partly scored.
@@ -28,7 +28,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from textnorm.metrics import METRIC_NAMES, per_prompt_metrics
+from textnorm.stats.metrics import METRIC_NAMES, per_prompt_metrics
 
 ID_COLUMNS = ("subset", "prompt", "image", "prompt_id")
 # names the labels and the output use: a score column of that name would be confused with them
@@ -102,7 +102,7 @@ def coverage(scores: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
 
 def metrics_from_scores(scores: pd.DataFrame, images: pd.DataFrame, columns: Sequence[str] | None = None,
                         partial: bool = False) -> pd.DataFrame:
-    """Per-prompt metrics (long table, as :func:`textnorm.metrics.per_prompt_metrics`) with the
+    """Per-prompt metrics (long table, as :func:`textnorm.stats.metrics.per_prompt_metrics`) with the
     prompt's ``n_scored`` and ``n_images``, for the prompts the scores cover (see the module
     docstring for the checks; ``partial`` admits partly scored prompts)."""
     columns = list(columns) if columns is not None else score_columns(scores)

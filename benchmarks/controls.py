@@ -35,12 +35,36 @@ import pandas as pd
 # the controls' settings; --gpu multiplies the data per step and the number of steps
 # DDPO: 16 samples per prompt at lr 6e-5 (on seed 1, 8 per prompt at lr 1e-4 lost 0.15 of gold in 30
 # rounds while 16 at 6e-5 gained 0.16; see benchmarks/gradient_snr.py for why more samples matter)
-CPU = {"ddpo": dict(method="ddpo", steps=24, n_prompts=8, samples_per_prompt=16, batch_size=32, inner_epochs=1,
-                    clip_range=1e-3, lr=6e-5, warmup=10, min_train_sigma=0.05, sample_steps=10),
-       "rwsft": dict(method="rwsft", steps=200, pool_size=64, top_fraction=0.1, batch_size=32, lr=1e-4, warmup=20,
-                     pretrain_weight=1.0, sample_steps=10)}
-GPU = {"ddpo": dict(samples_per_prompt=64, batch_size=128, steps=100, sample_steps=20, eval_every=25),
-       "rwsft": dict(pool_size=256, steps=1000, batch_size=64, sample_steps=20, eval_every=250)}
+CPU = {
+    "ddpo": dict(
+        method="ddpo",
+        steps=24,
+        n_prompts=8,
+        samples_per_prompt=16,
+        batch_size=32,
+        inner_epochs=1,
+        clip_range=1e-3,
+        lr=6e-5,
+        warmup=10,
+        min_train_sigma=0.05,
+        sample_steps=10,
+    ),
+    "rwsft": dict(
+        method="rwsft",
+        steps=200,
+        pool_size=64,
+        top_fraction=0.1,
+        batch_size=32,
+        lr=1e-4,
+        warmup=20,
+        pretrain_weight=1.0,
+        sample_steps=10,
+    ),
+}
+GPU = {
+    "ddpo": dict(samples_per_prompt=64, batch_size=128, steps=100, sample_steps=20, eval_every=25),
+    "rwsft": dict(pool_size=256, steps=1000, batch_size=64, sample_steps=20, eval_every=250),
+}
 THRESHOLD = {"ddpo": 0.10, "rwsft": 0.05}
 
 
@@ -65,21 +89,41 @@ def run_one(job: tuple[str, int, dict, str, int, float | None]) -> dict:
             break
     after = tuner.evaluate()
     # evaluations along the way (eval_every > 0), on the same noise as before and after
-    curve = [{"step": m["step"], "train": m["eval_gold"], "heldout": m.get("heldout_gold"), "reward": m["eval_reward"]}
-             for m in tuner.metrics if "eval_gold" in m]
-    curve.append({"step": tuner.step, "train": after["eval_gold"], "heldout": after.get("heldout_gold"),
-                  "reward": after["eval_reward"]})
-    return {"method": method, "seed": seed, "reward": cfg.reward, "steps": tuner.step, "lr": cfg.lr,
-            "reward_base": before["eval_reward"], "reward_final": after["eval_reward"],
-            "train_base": before["eval_gold"], "train_final": after["eval_gold"],
-            "heldout_base": before["heldout_gold"], "heldout_final": after["heldout_gold"],
-            "kl": float(tuner.metrics[-1].get("kl", float("nan"))), "curve": curve,
-            "minutes": (time.time() - t0) / 60}
+    curve = [
+        {"step": m["step"], "train": m["eval_gold"], "heldout": m.get("heldout_gold"), "reward": m["eval_reward"]}
+        for m in tuner.metrics
+        if "eval_gold" in m
+    ]
+    curve.append(
+        {
+            "step": tuner.step,
+            "train": after["eval_gold"],
+            "heldout": after.get("heldout_gold"),
+            "reward": after["eval_reward"],
+        }
+    )
+    return {
+        "method": method,
+        "seed": seed,
+        "reward": cfg.reward,
+        "steps": tuner.step,
+        "lr": cfg.lr,
+        "reward_base": before["eval_reward"],
+        "reward_final": after["eval_reward"],
+        "train_base": before["eval_gold"],
+        "train_final": after["eval_gold"],
+        "heldout_base": before["heldout_gold"],
+        "heldout_final": after["heldout_gold"],
+        "kl": float(tuner.metrics[-1].get("kl", float("nan"))),
+        "curve": curve,
+        "minutes": (time.time() - t0) / 60,
+    }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--methods", nargs="+", default=["ddpo", "rwsft"], choices=["ddpo", "rwsft"])
     ap.add_argument("--workers", type=int, default=2, help="worker processes (one torch thread each)")
@@ -87,8 +131,13 @@ def main() -> None:
     ap.add_argument("--gpu", action="store_true", help="the larger GPU settings")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--minutes", type=float, default=None, help="stop each run's training after this wall time")
-    ap.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                    help="override a setting of every run (a FinetuneConfig field, e.g. lr=2e-5)")
+    ap.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting of every run (a FinetuneConfig field, e.g. lr=2e-5)",
+    )
     ap.add_argument("--out", type=Path, default=None, help="folder for one JSON file per run (must not exist)")
     args = ap.parse_args()
     override = {}
@@ -96,9 +145,12 @@ def main() -> None:
         key, _, value = item.partition("=")
         override[key] = json.loads(value)
     if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=False)   # never overwrite earlier results
-    jobs = [(m, s, {**CPU[m], **(GPU[m] if args.gpu else {}), **override}, args.device, args.eval_samples,
-             args.minutes) for m in args.methods for s in args.seeds]
+        args.out.mkdir(parents=True, exist_ok=False)  # never overwrite earlier results
+    jobs = [
+        (m, s, {**CPU[m], **(GPU[m] if args.gpu else {}), **override}, args.device, args.eval_samples, args.minutes)
+        for m in args.methods
+        for s in args.seeds
+    ]
     t0 = time.time()
     rows = []
     ctx = mp.get_context("spawn")
@@ -110,22 +162,55 @@ def main() -> None:
                 tmp = path.with_suffix(".tmp")
                 tmp.write_text(json.dumps(row, indent=1))
                 os.replace(tmp, path)
-            print(f"done: {row['method']} seed {row['seed']}: {row['steps']} steps, training gold "
-                  f"{row['train_base']:.3f} -> {row['train_final']:.3f} ({row['minutes']:.1f} min)", flush=True)
+            print(
+                f"done: {row['method']} seed {row['seed']}: {row['steps']} steps, training gold "
+                f"{row['train_base']:.3f} -> {row['train_final']:.3f} ({row['minutes']:.1f} min)",
+                flush=True,
+            )
     if args.out is not None:
         (args.out / "summary.json").write_text(json.dumps(rows, indent=1))
     df = pd.DataFrame(rows).sort_values(["method", "seed"])
     df["train_change"] = df.train_final - df.train_base
     df["heldout_change"] = df.heldout_final - df.heldout_base
-    if set(df.reward) != {"gold"}:   # another reward: its change beside gold's, no verdict
+    if set(df.reward) != {"gold"}:  # another reward: its change beside gold's, no verdict
         df["reward_change"] = df.reward_final - df.reward_base
-        print(df[["method", "reward", "seed", "steps", "reward_base", "reward_final", "reward_change", "train_base",
-                  "train_final", "train_change", "heldout_change", "kl"]].round(3).to_string(index=False))
+        print(
+            df[
+                [
+                    "method",
+                    "reward",
+                    "seed",
+                    "steps",
+                    "reward_base",
+                    "reward_final",
+                    "reward_change",
+                    "train_base",
+                    "train_final",
+                    "train_change",
+                    "heldout_change",
+                    "kl",
+                ]
+            ]
+            .round(3)
+            .to_string(index=False)
+        )
         return
-    cols = ["method", "seed", "steps", "train_base", "train_final", "train_change", "heldout_base", "heldout_final",
-            "heldout_change", "minutes"]
-    print(f"gold control on the synthetic world ({'GPU' if args.gpu else 'CPU'} settings, device {args.device}, "
-          f"{args.eval_samples} evaluation images per prompt, training sampler)")
+    cols = [
+        "method",
+        "seed",
+        "steps",
+        "train_base",
+        "train_final",
+        "train_change",
+        "heldout_base",
+        "heldout_final",
+        "heldout_change",
+        "minutes",
+    ]
+    print(
+        f"gold control on the synthetic world ({'GPU' if args.gpu else 'CPU'} settings, device {args.device}, "
+        f"{args.eval_samples} evaluation images per prompt, training sampler)"
+    )
     print(df[cols].round(3).to_string(index=False))
     ok = True
     for m in args.methods:
@@ -134,9 +219,11 @@ def main() -> None:
         passed = int(np.sum(changes >= THRESHOLD[m]))
         verdict = "PASS" if passed >= need else "FAIL"
         ok &= passed >= need
-        print(f"{m}: training-prompt gold rose by >= {THRESHOLD[m]:.2f} in {passed} of {len(changes)} seeds "
-              f"(need {need}): {verdict}; mean change {changes.mean():+.3f}, held-out "
-              f"{df[df.method == m].heldout_change.mean():+.3f}")
+        print(
+            f"{m}: training-prompt gold rose by >= {THRESHOLD[m]:.2f} in {passed} of {len(changes)} seeds "
+            f"(need {need}): {verdict}; mean change {changes.mean():+.3f}, held-out "
+            f"{df[df.method == m].heldout_change.mean():+.3f}"
+        )
     print(f"wall time {(time.time() - t0) / 60:.1f} min with {args.workers} worker(s)")
     raise SystemExit(0 if ok else 1)
 

@@ -38,8 +38,8 @@ def bare_round(tuner) -> None:
             ad.eps(tuner.unet, x, t, cond)
         for _ in range(K):
             ad.eps(tuner.ref_unet, x, t, cond)
-    sub = ad.encode(prompts[:cfg.batch_size])
-    xb = x[:cfg.batch_size]
+    sub = ad.encode(prompts[: cfg.batch_size])
+    xb = x[: cfg.batch_size]
     for _ in range(cfg.inner_epochs * n // cfg.batch_size):
         for _ in range(K):
             with tuner.accelerator.autocast():
@@ -54,8 +54,9 @@ def main() -> None:
     from textnorm.finetune.task import plain_task
     from textnorm.synth.generator import SynthPipeline
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--samples-per-prompt", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=32)
@@ -70,21 +71,31 @@ def main() -> None:
         return images.astype(float).mean(axis=(1, 2, 3)) / 255
 
     prompts = [f"{w} red circles" for w in ("two", "three", "four")] + ["a red circle"]
-    prompts = (prompts * (args.prompts // 4 + 1))[:args.prompts]
-    cfg = FinetuneConfig(method="ddpo", steps=args.repeats + 1, n_prompts=args.prompts,
-                         samples_per_prompt=args.samples_per_prompt, batch_size=args.batch_size,
-                         inner_epochs=args.inner_epochs, sample_steps=args.sample_steps, min_train_sigma=0.05,
-                         task="prompts")
-    tuner = Finetuner(cfg, pipe=SynthPipeline.build(), reward_fn=brightness,
-                      task=plain_task(list(dict.fromkeys(prompts))))
+    prompts = (prompts * (args.prompts // 4 + 1))[: args.prompts]
+    cfg = FinetuneConfig(
+        method="ddpo",
+        steps=args.repeats + 1,
+        n_prompts=args.prompts,
+        samples_per_prompt=args.samples_per_prompt,
+        batch_size=args.batch_size,
+        inner_epochs=args.inner_epochs,
+        sample_steps=args.sample_steps,
+        min_train_sigma=0.05,
+        task="prompts",
+    )
+    tuner = Finetuner(
+        cfg, pipe=SynthPipeline.build(), reward_fn=brightness, task=plain_task(list(dict.fromkeys(prompts)))
+    )
     tuner.run_step()  # warm-up
     bare_round(tuner)
     loop_t = min(_timed(tuner.run_step) for _ in range(args.repeats))
     bare_t = min(_timed(lambda: bare_round(tuner)) for _ in range(args.repeats))
     n = args.prompts * args.samples_per_prompt
-    print(f"DDPO round: {n} samples x {args.sample_steps} DDIM steps ({len(tuner.trained_steps)} trained), "
-          f"minibatch {args.batch_size}, {args.inner_epochs} inner epoch(s), {args.threads} thread(s), "
-          f"best of {args.repeats}")
+    print(
+        f"DDPO round: {n} samples x {args.sample_steps} DDIM steps ({len(tuner.trained_steps)} trained), "
+        f"minibatch {args.batch_size}, {args.inner_epochs} inner epoch(s), {args.threads} thread(s), "
+        f"best of {args.repeats}"
+    )
     print(f"{'bare UNet passes':24}{bare_t:8.3f} s")
     print(f"{'loop round':24}{loop_t:8.3f} s")
     print(f"overhead ratio loop / bare: {loop_t / bare_t:.2f}")

@@ -21,8 +21,17 @@ import numpy as np
 import torch
 
 
-def undecided_share(adapter, chain, prompts: list[str], gold, branch_at: int, groups: int, branches: int,
-                    eta: float = 1.0, seed: int = 0) -> float:
+def undecided_share(
+    adapter,
+    chain,
+    prompts: list[str],
+    gold,
+    branch_at: int,
+    groups: int,
+    branches: int,
+    eta: float = 1.0,
+    seed: int = 0,
+) -> float:
     """Mean over prompts of within-group variance / total variance of the gold verdict, for
     trajectories that share their path up to step ``branch_at`` (0: only the prompt)."""
     within, total = [], []
@@ -45,8 +54,9 @@ def undecided_share(adapter, chain, prompts: list[str], gold, branch_at: int, gr
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     ap.add_argument("--groups", type=int, default=16, help="shared paths per prompt")
     ap.add_argument("--branches", type=int, default=4, help="continuations of each shared path")
     ap.add_argument("--sample-steps", type=int, default=10)
@@ -67,17 +77,24 @@ def main() -> None:
     adapter = make_adapter(load_pipeline(str(repo_root() / args.model)))
     task = make_task("synth", res=adapter.resolution)
     chain = adapter.chain(args.sample_steps)
-    print(f"gold verdicts of the base generator, {len(task.train_prompts)} training prompts x {args.groups} shared "
-          f"paths x {args.branches} branches, {args.sample_steps} DDIM steps, eta 1")
+    print(
+        f"gold verdicts of the base generator, {len(task.train_prompts)} training prompts x {args.groups} shared "
+        f"paths x {args.branches} branches, {args.sample_steps} DDIM steps, eta 1"
+    )
     print(f"{'branch before step':>18} {'t':>5} {'sigma':>6} {'undecided share':>16} {'decided by this step':>21}")
     shares = []
     for j in range(len(chain) + 1):
-        shares.append(undecided_share(adapter, chain, task.train_prompts, task.gold, j, args.groups, args.branches,
-                                      seed=args.seed))
+        shares.append(
+            undecided_share(
+                adapter, chain, task.train_prompts, task.gold, j, args.groups, args.branches, seed=args.seed
+            )
+        )
     for j in range(len(chain)):
         decided = shares[j] - shares[j + 1]
-        print(f"{j:>18} {int(chain.timesteps[j]):>5} {float(chain.sigma(j, 1.0)):>6.3f} {shares[j]:>16.2f} "
-              f"{decided:>21.2f}")
+        print(
+            f"{j:>18} {int(chain.timesteps[j]):>5} {float(chain.sigma(j, 1.0)):>6.3f} {shares[j]:>16.2f} "
+            f"{decided:>21.2f}"
+        )
     print(f"{'after the last':>18} {'':>5} {'':>6} {shares[-1]:>16.2f}")
 
 

@@ -24,8 +24,9 @@ import torch
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     ap.add_argument("--samples", type=int, default=16, help="samples per prompt and batch")
     ap.add_argument("--batches", type=int, default=4, help="independent batches (pairs compared: b(b-1)/2)")
     ap.add_argument("--sample-steps", type=int, default=10)
@@ -49,8 +50,9 @@ def main() -> None:
         traj, cond = tuner.sample(flat, make_generator(1000 + b, 0))
         r = tuner.task.gold(ad.decode(traj.x0), flat).reshape(len(prompts), args.samples)
         success.append(r.mean())
-        adv = torch.tensor(((r - r.mean(1, keepdims=True)) / (r.std(1, keepdims=True) + 1e-6)).ravel(),
-                           dtype=torch.float32)
+        adv = torch.tensor(
+            ((r - r.mean(1, keepdims=True)) / (r.std(1, keepdims=True) + 1e-6)).ravel(), dtype=torch.float32
+        )
         for i in steps:
             tuner.opt.zero_grad(set_to_none=True)
             mean = chain.mean(i, ad.eps(tuner.unet, traj.latents[i], chain.timesteps[i], cond), traj.latents[i], 1.0)
@@ -60,18 +62,24 @@ def main() -> None:
     def mean_cos(vs: list[torch.Tensor]) -> float:
         return float(np.mean([float(u @ v / (u.norm() * v.norm())) for u, v in itertools.combinations(vs, 2)]))
 
-    print(f"{args.batches} batches of {len(prompts)} prompts x {args.samples} samples, {args.sample_steps} DDIM "
-          f"steps, eta 1; gold of the samples {np.mean(success):.3f}")
+    print(
+        f"{args.batches} batches of {len(prompts)} prompts x {args.samples} samples, {args.sample_steps} DDIM "
+        f"steps, eta 1; gold of the samples {np.mean(success):.3f}"
+    )
     print(f"{'step':>4} {'t':>5} {'sigma':>6} {'grad norm':>10} {'cosine':>8}")
     for i in steps:
-        print(f"{i:>4} {int(chain.timesteps[i]):>5} {float(chain.sigma(i, 1.0)):>6.3f} "
-              f"{np.mean([float(g.norm()) for g in grads[i]]):>10.2f} {mean_cos(grads[i]):>8.3f}")
+        print(
+            f"{i:>4} {int(chain.timesteps[i]):>5} {float(chain.sigma(i, 1.0)):>6.3f} "
+            f"{np.mean([float(g.norm()) for g in grads[i]]):>10.2f} {mean_cos(grads[i]):>8.3f}"
+        )
     trained = [i for i in steps if float(chain.sigma(i, 1.0)) >= 0.05]
     print("sums over the first k trained steps (from the noisiest):")
     for k in range(1, len(trained) + 1):
         total = [sum(grads[i][b] for i in trained[:k]) for b in range(args.batches)]
-        print(f"  steps {trained[:k]} (sigma >= {float(chain.sigma(trained[k - 1], 1.0)):.3f}): "
-              f"cosine {mean_cos(total):.3f}")
+        print(
+            f"  steps {trained[:k]} (sigma >= {float(chain.sigma(trained[k - 1], 1.0)):.3f}): "
+            f"cosine {mean_cos(total):.3f}"
+        )
 
 
 if __name__ == "__main__":

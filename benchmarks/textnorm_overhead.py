@@ -32,8 +32,11 @@ from textnorm.rewards import contrastive, load_reward
 def contrast_set(k: int) -> tuple[str, list[str]]:
     y = "a realistic photo of an airplane and an apple"
     pool = contrastive.composition_contrastive(y)
-    for other in ("a realistic photo of a cat and a dog", "a realistic photo of a bird and a cake",
-                  "a realistic photo of a truck and a vase"):
+    for other in (
+        "a realistic photo of a cat and a dog",
+        "a realistic photo of a bird and a cake",
+        "a realistic photo of a truck and a vase",
+    ):
         pool += contrastive.composition_contrastive(other)
     return y, [p for p in dict.fromkeys(pool) if p != y][:k]
 
@@ -90,8 +93,9 @@ def main() -> None:
     t_naive = timed(naive, args.repeats) / args.naive_images * args.images
 
     print(f"model: CLIP {args.size}, {n_params:.0f}M parameters (random init, built+saved+loaded in {setup:.1f} s)")
-    print(f"setup: {args.images} images x (1 + {len(contrast)}) prompts, {args.threads} threads, "
-          f"best of {args.repeats}")
+    print(
+        f"setup: {args.images} images x (1 + {len(contrast)}) prompts, {args.threads} threads, best of {args.repeats}"
+    )
     print(f"{'':22}{'seconds':>10}{'per image':>12}")
     for label, t in (("plain", t_plain), ("textnorm (cached)", t_tn), ("naive (extrapolated)", t_naive)):
         print(f"{label:22}{t:10.2f}{t / args.images:12.3f}")

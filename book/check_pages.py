@@ -56,8 +56,13 @@ MEASURE = """() => {
 
 
 def find_chromium(explicit: str | None) -> str:
-    for candidate in (explicit, os.environ.get("CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"),
-                      shutil.which("google-chrome")):
+    for candidate in (
+        explicit,
+        os.environ.get("CHROMIUM"),
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+        shutil.which("google-chrome"),
+    ):
         if candidate and Path(candidate).exists():
             return candidate
     raise SystemExit("no Chromium found: install it (Debian: apt-get install chromium) or pass --chromium PATH")
@@ -66,8 +71,11 @@ def find_chromium(explicit: str | None) -> str:
 def check(build: Path, chromium: str) -> list[str]:
     from playwright.sync_api import sync_playwright
 
-    pages = sorted(p for p in build.rglob("*.html") if p.name not in SKIP and "_static" not in p.parts
-                   and "_sources" not in p.parts)
+    pages = sorted(
+        p
+        for p in build.rglob("*.html")
+        if p.name not in SKIP and "_static" not in p.parts and "_sources" not in p.parts
+    )
     if not pages:
         raise SystemExit(f"no HTML pages under {build}: build the book first (make book-only)")
     problems: list[str] = []
@@ -77,7 +85,7 @@ def check(build: Path, chromium: str) -> list[str]:
         context = browser.new_context(viewport={"width": WIDTH, "height": HEIGHT})
         for path in pages:
             page = context.new_page()
-            errors: list[tuple[str, str]] = []   # (message, URL it names)
+            errors: list[tuple[str, str]] = []  # (message, URL it names)
             external: set[str] = set()
             local_failed: list[str] = []
 
@@ -92,7 +100,7 @@ def check(build: Path, chromium: str) -> list[str]:
             page.on("pageerror", lambda exc, errors=errors: errors.append((str(exc), "")))
             page.on("requestfailed", on_failed)
             page.goto(path.resolve().as_uri(), wait_until="load")
-            page.wait_for_timeout(1000)   # late layout and late scripts (MathJax, fonts)
+            page.wait_for_timeout(1000)  # late layout and late scripts (MathJax, fonts)
             m = page.evaluate(MEASURE)
             name = str(path.relative_to(build))
             if m["docOverflow"] > 0:
@@ -104,8 +112,11 @@ def check(build: Path, chromium: str) -> list[str]:
             # an external resource (MathJax from its CDN) cannot load on an offline machine: it is noted,
             # and only the console line that names that very URL is not counted
             offline.update(external)
-            problems += [f"{name}: console error: {text}" for text, url in errors
-                         if not (url in external and text.startswith("Failed to load resource"))]
+            problems += [
+                f"{name}: console error: {text}"
+                for text, url in errors
+                if not (url in external and text.startswith("Failed to load resource"))
+            ]
             page.close()
         browser.close()
     for url in sorted(offline):
@@ -130,21 +141,30 @@ def self_test(chromium: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         (Path(tmp) / "bad.html").write_text(BAD_PAGE)
         found = check(Path(tmp), chromium)
-    kinds = {"scrolls horizontally": False, "scroll box": False, "image did not load": False, "console error: boom": False,
-             "wider than the text column": False, "local file did not load": False}
+    kinds = {
+        "scrolls horizontally": False,
+        "scroll box": False,
+        "image did not load": False,
+        "console error: boom": False,
+        "wider than the text column": False,
+        "local file did not load": False,
+    }
     for problem in found:
         for kind in kinds:
             kinds[kind] |= kind in problem
     missed = [k for k, seen in kinds.items() if not seen]
     if missed:
         raise SystemExit(f"self-test: the check missed {missed} on a page made to have them")
-    print("self-test: a page with a wide block, a scroll box, a table wider than its column, a broken image, a missing "
-          "stylesheet and a console error fails the check")
+    print(
+        "self-test: a page with a wide block, a scroll box, a table wider than its column, a broken image, a missing "
+        "stylesheet and a console error fails the check"
+    )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    ap = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     ap.add_argument("build", type=Path, help="the built HTML folder (_build/html)")
     ap.add_argument("--chromium", help="Chromium executable (default: $CHROMIUM, then chromium on PATH)")
     ap.add_argument("--no-self-test", action="store_true", help="skip checking the check on a page made to fail")

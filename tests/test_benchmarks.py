@@ -25,8 +25,9 @@ def test_gpu_script_runs_on_a_tiny_pipeline():
     pipe = gpu.build_sd21_base(tiny=True)
     # the tokenizer the real script uses: padding to its length must not overflow (it was ~1e30)
     assert pipe.tokenizer.model_max_length == 77
-    args = argparse.Namespace(rounds=2, prompts=2, samples_per_prompt=2, batch_size=2, sample_steps=4,
-                              resolution=512, tiny=True)
+    args = argparse.Namespace(
+        rounds=2, prompts=2, samples_per_prompt=2, batch_size=2, sample_steps=4, resolution=512, tiny=True
+    )
     out = gpu.run(args)
     assert len(out["round_seconds"]) == 2 and len(out["bare_seconds"]) == 2
     assert math.isfinite(out["overhead"]) and out["overhead"] > 0
@@ -47,16 +48,16 @@ def test_decided_steps_measures_what_is_left_to_decide():
     chain = adapter.chain(4)
     prompts = make_task("synth", res=adapter.resolution).train_prompts[:2]
 
-    def bright(images, _):   # a deterministic verdict of the image
+    def bright(images, _):  # a deterministic verdict of the image
         m = np.asarray(images, dtype=float).mean(axis=(1, 2, 3))
         return m > np.median(m)
 
     rng = np.random.default_rng(0)
 
-    def coin(images, _):     # ignores the image
+    def coin(images, _):  # ignores the image
         return rng.random(len(images)) < 0.5
 
     assert bench.undecided_share(adapter, chain, prompts, bright, len(chain), groups=8, branches=4) == 0.0
     assert 0.0 < bench.undecided_share(adapter, chain, prompts, bright, 0, groups=8, branches=4) <= 1.3
-    assert bench.undecided_share(adapter, chain, prompts, bright, 1, groups=8, branches=4) > 0.0   # noise still decides
+    assert bench.undecided_share(adapter, chain, prompts, bright, 1, groups=8, branches=4) > 0.0  # noise still decides
     assert bench.undecided_share(adapter, chain, prompts, coin, 2, groups=16, branches=4) > 0.7

@@ -18,38 +18,51 @@ import runtimes  # noqa: E402  (the book's local Sphinx extension)
 
 def _glued_keys(notebook: str) -> set[str]:
     nb = json.loads((ROOT / notebook).read_text())
-    return {out["metadata"]["scrapbook"]["name"] for cell in nb["cells"] if cell["cell_type"] == "code"
-            for out in cell.get("outputs", []) if "scrapbook" in out.get("metadata", {})}
+    return {
+        out["metadata"]["scrapbook"]["name"]
+        for cell in nb["cells"]
+        if cell["cell_type"] == "code"
+        for out in cell.get("outputs", [])
+        if "scrapbook" in out.get("metadata", {})
+    }
 
 
 def _book_texts() -> dict[str, str]:
     texts = {str(p.relative_to(ROOT)): p.read_text() for p in (ROOT / "book").glob("*.md")}
     for p in (ROOT / "notebooks").glob("[0-9]*.ipynb"):
         nb = json.loads(p.read_text())
-        texts[str(p.relative_to(ROOT))] = "\n".join("".join(c["source"]) for c in nb["cells"]
-                                                     if c["cell_type"] == "markdown")
+        texts[str(p.relative_to(ROOT))] = "\n".join(
+            "".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "markdown"
+        )
     return texts
 
 
 def test_every_number_pasted_from_another_chapter_is_glued_there():
-    refs = re.findall(r"\{glue:text\}`/(notebooks/\w+\.ipynb)::(\w+)(?::[^`]*)?`", (ROOT / "book" / "intro.md").read_text())
-    assert len(refs) >= 20   # the findings table
+    refs = re.findall(
+        r"\{glue:text\}`/(notebooks/\w+\.ipynb)::(\w+)(?::[^`]*)?`", (ROOT / "book" / "intro.md").read_text()
+    )
+    assert len(refs) >= 20  # the findings table
     missing = [(nb, key) for nb, key in refs if key not in _glued_keys(nb)]
     assert not missing, f"keys the first page pastes but no executed chapter glues: {missing}"
 
 
 def test_every_citation_is_in_the_bibliography_and_every_entry_is_cited():
     entries = set(re.findall(r"^@\w+\{([^,]+),", (ROOT / "book" / "references.bib").read_text(), flags=re.M))
-    cited = {key.strip() for text in _book_texts().values()
-             for keys in re.findall(r"\{cite:[pt]\}`([^`]+)`", text) for key in keys.split(",")}
+    cited = {
+        key.strip()
+        for text in _book_texts().values()
+        for keys in re.findall(r"\{cite:[pt]\}`([^`]+)`", text)
+        for key in keys.split(",")
+    }
     assert cited - entries == set(), f"cited but not in book/references.bib: {cited - entries}"
     assert entries - cited == set(), f"in book/references.bib but never cited: {entries - cited}"
 
 
 def _notebook(path, title: str, duration: float | None) -> None:
     meta = {"papermill": {"duration": duration}} if duration is not None else {}
-    path.write_text(json.dumps({"cells": [{"cell_type": "markdown", "source": [f"# {title}\n", "text"]}],
-                                "metadata": meta}))
+    path.write_text(
+        json.dumps({"cells": [{"cell_type": "markdown", "source": [f"# {title}\n", "text"]}], "metadata": meta})
+    )
 
 
 def test_run_times_come_from_papermill_metadata(tmp_path):

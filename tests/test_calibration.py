@@ -13,12 +13,15 @@ from textnorm.rewards import calibration as cal
 # multiples of 1/32: shifts and differences stay exact, so min-max spans never round to zero
 finite = st.integers(-640, 640).map(lambda i: i / 32)
 rewards = st.integers(1, 8).flatmap(
-    lambda k: st.tuples(arrays(float, (3,), elements=finite), arrays(float, (3, k), elements=finite)))
-calibrators = st.sampled_from([
-    lambda r, c: cal.textnorm(r, c, temperature=0.7),
-    lambda r, c: cal.textnorm(r, c, temperature=3.0),
-    lambda r, c: cal.textnorm_minmax(r, c, scale=5.0),
-])
+    lambda k: st.tuples(arrays(float, (3,), elements=finite), arrays(float, (3, k), elements=finite))
+)
+calibrators = st.sampled_from(
+    [
+        lambda r, c: cal.textnorm(r, c, temperature=0.7),
+        lambda r, c: cal.textnorm(r, c, temperature=3.0),
+        lambda r, c: cal.textnorm_minmax(r, c, scale=5.0),
+    ]
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -63,7 +66,8 @@ def test_known_values():
     p = cal.textnorm(np.array([1.0]), np.array([[0.0, 0.0]]))
     assert p[0] == pytest.approx(np.e / (np.e + 2))
     assert cal.textnorm_minmax(np.array([2.0]), np.array([[0.0, 1.0]]), 1.0)[0] == pytest.approx(
-        np.e / (np.e + 1 + np.exp(0.5)))
+        np.e / (np.e + 1 + np.exp(0.5))
+    )
     probs = np.array([[0.2, 0.9], [0.4, 0.5]])
     assert np.allclose(cal.mean_ensemble(probs), [0.3, 0.7])
     assert np.allclose(cal.ur_ensemble(probs, 2.0), [0.3 - 2 * 0.01, 0.7 - 2 * 0.04])
@@ -87,6 +91,6 @@ def test_contrast_term_is_what_textnorm_adds_to_the_scaled_reward():
     # log-odds of TextNorm = r / T + contrast term; log p = log-odds - log(1 + odds) <= log-odds
     np.testing.assert_allclose(cal.contrast_term(c, T), -np.log(np.exp(c / T).sum(-1)))
     lp = np.log(cal.textnorm(r, c, T))
-    assert np.all(lp <= r / T + cal.contrast_term(c, T) + 1e-12)   # dropping exp(r/T) only raises it
+    assert np.all(lp <= r / T + cal.contrast_term(c, T) + 1e-12)  # dropping exp(r/T) only raises it
     with pytest.raises(ValueError):
         cal.contrast_term(np.zeros((2, 0)))

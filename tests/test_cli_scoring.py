@@ -41,8 +41,27 @@ def _score(args, mirror):
 def test_score_and_evaluate(clip_dir, counting_images, mirror, tmp_path):
     folder, first = counting_images
     out = tmp_path / "scores.csv"
-    assert _score(["--images", str(folder), "--subset", "counting", "--reward", "clip", "--model", str(clip_dir),
-                   "--out", str(out), "--textnorm", "--limit-prompts", "2"], mirror) == 0
+    assert (
+        _score(
+            [
+                "--images",
+                str(folder),
+                "--subset",
+                "counting",
+                "--reward",
+                "clip",
+                "--model",
+                str(clip_dir),
+                "--out",
+                str(out),
+                "--textnorm",
+                "--limit-prompts",
+                "2",
+            ],
+            mirror,
+        )
+        == 0
+    )
     scores = pd.read_csv(out)
     assert list(scores.columns) == ["subset", "prompt", "image", "clip", "clip_textnorm"]
     assert len(scores) == 100 and scores.image.tolist() == first.image.tolist()
@@ -50,6 +69,7 @@ def test_score_and_evaluate(clip_dir, counting_images, mirror, tmp_path):
 
     # the TextNorm column is the softmax over the prompt and its published contrastive prompts
     from textnorm.rewards import load_reward
+
     reward = load_reward("clip", str(clip_dir))
     prompt = scores.prompt.iloc[0]
     contrast = tia2.load_contrastive_prompts("counting", mirror=mirror)[prompt]
@@ -70,11 +90,48 @@ def test_score_and_evaluate(clip_dir, counting_images, mirror, tmp_path):
 def test_rule_based_contrastive_prompts_option(clip_dir, counting_images, mirror, tmp_path):
     folder, _ = counting_images
     out = tmp_path / "rules.csv"
-    assert _score(["--images", str(folder), "--subset", "counting", "--reward", "clip", "--model", str(clip_dir),
-                   "--out", str(out), "--textnorm", "--contrastive", "rules", "--limit-prompts", "2"], mirror) == 0
+    assert (
+        _score(
+            [
+                "--images",
+                str(folder),
+                "--subset",
+                "counting",
+                "--reward",
+                "clip",
+                "--model",
+                str(clip_dir),
+                "--out",
+                str(out),
+                "--textnorm",
+                "--contrastive",
+                "rules",
+                "--limit-prompts",
+                "2",
+            ],
+            mirror,
+        )
+        == 0
+    )
     published = tmp_path / "pub.csv"
-    _score(["--images", str(folder), "--subset", "counting", "--reward", "clip", "--model", str(clip_dir),
-            "--out", str(published), "--textnorm", "--limit-prompts", "2"], mirror)
+    _score(
+        [
+            "--images",
+            str(folder),
+            "--subset",
+            "counting",
+            "--reward",
+            "clip",
+            "--model",
+            str(clip_dir),
+            "--out",
+            str(published),
+            "--textnorm",
+            "--limit-prompts",
+            "2",
+        ],
+        mirror,
+    )
     # the rules reproduce the published counting sets, so the columns agree
     assert np.allclose(pd.read_csv(out).clip_textnorm, pd.read_csv(published).clip_textnorm)
 
@@ -82,8 +139,23 @@ def test_rule_based_contrastive_prompts_option(clip_dir, counting_images, mirror
 def test_missing_images_fail_before_loading_and_write_nothing(clip_dir, counting_images, mirror, tmp_path, capsys):
     folder, _ = counting_images
     out = tmp_path / "scores.csv"
-    code = _score(["--images", str(folder), "--subset", "counting", "--reward", "clip", "--model", "/nonexistent",
-                   "--out", str(out), "--limit-prompts", "3"], mirror)
+    code = _score(
+        [
+            "--images",
+            str(folder),
+            "--subset",
+            "counting",
+            "--reward",
+            "clip",
+            "--model",
+            "/nonexistent",
+            "--out",
+            str(out),
+            "--limit-prompts",
+            "3",
+        ],
+        mirror,
+    )
     err = capsys.readouterr().err
     assert code == 1 and "50 of 150 images are missing" in err and not out.exists()
 
@@ -96,19 +168,64 @@ def test_unreadable_image(clip_dir, counting_images, mirror, tmp_path, capsys):
         (bad / name).write_bytes((folder / name).read_bytes())
     (bad / first.image.iloc[7]).write_bytes(b"not a jpeg")
     out = tmp_path / "scores.csv"
-    code = _score(["--images", str(bad), "--subset", "counting", "--reward", "clip", "--model", str(clip_dir),
-                   "--out", str(out), "--limit-prompts", "2"], mirror)
+    code = _score(
+        [
+            "--images",
+            str(bad),
+            "--subset",
+            "counting",
+            "--reward",
+            "clip",
+            "--model",
+            str(clip_dir),
+            "--out",
+            str(out),
+            "--limit-prompts",
+            "2",
+        ],
+        mirror,
+    )
     assert code == 1 and "cannot read image" in capsys.readouterr().err
     assert list(tmp_path.glob("*.csv")) == [] and list(tmp_path.glob(".scores*")) == []
 
 
 def test_unknown_reward_and_missing_rules(counting_images, mirror, tmp_path, capsys):
     folder, _ = counting_images
-    assert _score(["--images", str(folder), "--subset", "counting", "--reward", "nope", "--out",
-                   str(tmp_path / "x.csv"), "--limit-prompts", "2"], mirror) == 1
+    assert (
+        _score(
+            [
+                "--images",
+                str(folder),
+                "--subset",
+                "counting",
+                "--reward",
+                "nope",
+                "--out",
+                str(tmp_path / "x.csv"),
+                "--limit-prompts",
+                "2",
+            ],
+            mirror,
+        )
+        == 1
+    )
     assert "unknown reward 'nope'" in capsys.readouterr().err
-    code = _score(["--images", str(folder), "--subset", "comprehensive", "--reward", "clip", "--out",
-                   str(tmp_path / "x.csv"), "--textnorm", "--contrastive", "rules"], mirror)
+    code = _score(
+        [
+            "--images",
+            str(folder),
+            "--subset",
+            "comprehensive",
+            "--reward",
+            "clip",
+            "--out",
+            str(tmp_path / "x.csv"),
+            "--textnorm",
+            "--contrastive",
+            "rules",
+        ],
+        mirror,
+    )
     assert code == 1 and "no rule-based contrastive prompts" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
 
@@ -123,8 +240,22 @@ def test_prompt_without_contrastive_set():
 def test_evaluate_errors(mirror, tmp_path, capsys):
     csv = tmp_path / "s.csv"
     csv.write_text("picture,score\nx.jpg,1.0\n")
-    assert main(["evaluate", "--mirror", str(mirror), "--scores", str(csv), "--subset", "counting",
-                 "--out", str(tmp_path / "m.json")]) == 1
+    assert (
+        main(
+            [
+                "evaluate",
+                "--mirror",
+                str(mirror),
+                "--scores",
+                str(csv),
+                "--subset",
+                "counting",
+                "--out",
+                str(tmp_path / "m.json"),
+            ]
+        )
+        == 1
+    )
     assert "no 'image' column" in capsys.readouterr().err
     csv.write_text("image,score\nimage_0_0_0.jpg,1.0\n")
     assert main(["evaluate", "--mirror", str(mirror), "--scores", str(csv), "--out", str(tmp_path / "m.json")]) == 1

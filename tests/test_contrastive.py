@@ -18,9 +18,18 @@ def test_composition_rule_based_part_reproduced(mirror):
     assert same == 300
 
 
-@pytest.mark.parametrize("noun, plural", [
-    ("cat", "cats"), ("bus", "buses"), ("cherry", "cherries"), ("wolf", "wolves"),
-    ("teddy bear", "teddy bears"), ("toothbrush", "toothbrushes"), ("person", "people")])
+@pytest.mark.parametrize(
+    "noun, plural",
+    [
+        ("cat", "cats"),
+        ("bus", "buses"),
+        ("cherry", "cherries"),
+        ("wolf", "wolves"),
+        ("teddy bear", "teddy bears"),
+        ("toothbrush", "toothbrushes"),
+        ("person", "people"),
+    ],
+)
 def test_pluralize(noun, plural):
     assert contrastive.pluralize(noun) == plural
 
@@ -37,7 +46,7 @@ def test_phrases_and_errors():
 
 
 def test_parse_llm_lines():
-    text = "1. two dogs on a sofa\n- a cat\n\n2) A CAT\n\"three birds\"\ntwo dogs on a sofa\n* four fish"
+    text = '1. two dogs on a sofa\n- a cat\n\n2) A CAT\n"three birds"\ntwo dogs on a sofa\n* four fish'
     assert contrastive.parse_llm_lines(text, "a cat", 10) == ["two dogs on a sofa", "three birds", "four fish"]
     assert contrastive.parse_llm_lines(text, "a cat", 2) == ["two dogs on a sofa", "three birds"]
 

@@ -16,13 +16,32 @@ from textnorm.synth.generator import SynthPipeline
 torch.set_num_threads(1)
 
 CONFIGS = [
-    dict(beta_schedule="squaredcos_cap_v2", clip_sample=True, set_alpha_to_one=True),          # the synthetic world
-    dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
-         set_alpha_to_one=False, steps_offset=1),                                                # Stable Diffusion
-    dict(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
-         set_alpha_to_one=False, steps_offset=1, prediction_type="v_prediction"),                # SD 2.1 (768)
-    dict(beta_schedule="linear", clip_sample=True, clip_sample_range=2.0, set_alpha_to_one=False,
-         prediction_type="sample", timestep_spacing="trailing"),
+    dict(beta_schedule="squaredcos_cap_v2", clip_sample=True, set_alpha_to_one=True),  # the synthetic world
+    dict(
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    ),  # Stable Diffusion
+    dict(
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type="v_prediction",
+    ),  # SD 2.1 (768)
+    dict(
+        beta_schedule="linear",
+        clip_sample=True,
+        clip_sample_range=2.0,
+        set_alpha_to_one=False,
+        prediction_type="sample",
+        timestep_spacing="trailing",
+    ),
 ]
 
 
@@ -101,10 +120,12 @@ def test_fine_tuning_sampler_reproduces_stable_diffusion_pipeline(tmp_path):
     ad = make_adapter(pipe)
     prompts = ["a red circle", "a cat"]
     latents = torch.randn((2, *ad.latent_shape), generator=torch.Generator().manual_seed(0))
-    expected = pipe(prompts, num_inference_steps=5, guidance_scale=1.0, latents=latents.clone(), output_type="latent",
-                    eta=0.0).images
+    expected = pipe(
+        prompts, num_inference_steps=5, guidance_scale=1.0, latents=latents.clone(), output_type="latent", eta=0.0
+    ).images
     cond = ad.encode(prompts)
     with torch.no_grad():
-        traj = ddim.sample(lambda x, t: ad.eps(ad.unet, x, t, cond), ad.chain(5), latents, 0.0,
-                           torch.Generator(), record=False)
+        traj = ddim.sample(
+            lambda x, t: ad.eps(ad.unet, x, t, cond), ad.chain(5), latents, 0.0, torch.Generator(), record=False
+        )
     assert torch.allclose(traj.x0, expected, atol=1e-5)

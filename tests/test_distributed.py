@@ -25,9 +25,31 @@ import torch
 
 from textnorm.paths import repo_root
 
-SMALL = ["--reward", "raw:data/synth/proxy_contrastive", "--n-prompts", "2", "--samples-per-prompt", "4",
-         "--batch-size", "4", "--inner-epochs", "2", "--sample-steps", "4", "--steps", "3", "--eval-every", "1",
-         "--eval-samples", "2", "--warmup", "0", "--lr", "1e-4", "--quiet"]
+SMALL = [
+    "--reward",
+    "raw:data/synth/proxy_contrastive",
+    "--n-prompts",
+    "2",
+    "--samples-per-prompt",
+    "4",
+    "--batch-size",
+    "4",
+    "--inner-epochs",
+    "2",
+    "--sample-steps",
+    "4",
+    "--steps",
+    "3",
+    "--eval-every",
+    "1",
+    "--eval-samples",
+    "2",
+    "--warmup",
+    "0",
+    "--lr",
+    "1e-4",
+    "--quiet",
+]
 RWSFT = ["--method", "rwsft", "--pool-size", "4", "--top-fraction", "0.5", "--batch-size", "4"]
 
 
@@ -39,8 +61,8 @@ def readme_command() -> list[str]:
     assert args[args.index("--device") + 1] == "cuda"
     args[args.index("--device") + 1] = "cpu"
     out = args.index("--out")
-    del args[out:out + 2]
-    with socket.socket() as sock:   # a free port, not accelerate's fixed default
+    del args[out : out + 2]
+    with socket.socket() as sock:  # a free port, not accelerate's fixed default
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return args[:2] + ["--main_process_port", str(port)] + args[2:]
@@ -48,8 +70,9 @@ def readme_command() -> list[str]:
 
 def run(args: list[str], out: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(args + ["--out", str(out)], cwd=repo_root(), env=env, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run(
+        args + ["--out", str(out)], cwd=repo_root(), env=env, capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -64,12 +87,17 @@ def test_two_processes_follow_one(method, tmp_path):
     assert launch[0] == "accelerate" and launcher.exists()
     extra = SMALL + (RWSFT if method == "rwsft" else [])
     run([str(launcher), *launch[1:], *extra], tmp_path / "two")
-    one = [sys.executable, *launch[launch.index("-m"):], *extra]   # the same options, one process
+    one = [sys.executable, *launch[launch.index("-m") :], *extra]  # the same options, one process
     run(one, tmp_path / "one")
-    if method == "ddpo":   # several minibatches per round: resuming on another process count is refused
-        proc = subprocess.run(one + ["--steps", "4", "--resume", "--out", str(tmp_path / "two")], cwd=repo_root(),
-                              env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
-                              capture_output=True, text=True, timeout=600)
+    if method == "ddpo":  # several minibatches per round: resuming on another process count is refused
+        proc = subprocess.run(
+            one + ["--steps", "4", "--resume", "--out", str(tmp_path / "two")],
+            cwd=repo_root(),
+            env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert proc.returncode == 1 and "ran on 2 process(es)" in proc.stderr
 
     # one set of files, written by the main process
@@ -77,18 +105,18 @@ def test_two_processes_follow_one(method, tmp_path):
     state = json.loads((tmp_path / "two" / "state.json").read_text())
     assert state["processes"] == 2
     a, b = state["replica_checksums"]
-    assert a == b and len(a) == 64   # both processes ended with the same weights (sha256)
+    assert a == b and len(a) == 64  # both processes ended with the same weights (sha256)
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     single = json.loads((tmp_path / "one" / "metrics.json").read_text())
     assert json.loads((tmp_path / "one" / "state.json").read_text())["processes"] == 1
     assert [r["step"] for r in two] == [0, 1, 2]
     if method == "ddpo":
         for row in two:
-            assert row["samples"] == 8                              # gathered: the whole global batch
-            assert len(set(row["shard_checksums"])) == 2            # the processes drew different samples
+            assert row["samples"] == 8  # gathered: the whole global batch
+            assert len(set(row["shard_checksums"])) == 2  # the processes drew different samples
             assert len(row["grad_norms"]) == len(single[row["step"]]["grad_norms"])
     else:
-        assert two[0]["pool_samples"] == 8 * 4                      # the whole pool (8 prompts x 4)
+        assert two[0]["pool_samples"] == 8 * 4  # the whole pool (8 prompts x 4)
     compared = 0
     for r1, r2 in zip(single, two):
         assert set(r1) - {"shard_checksums"} == set(r2) - {"shard_checksums"}
@@ -111,9 +139,26 @@ def test_sizes_that_do_not_split_are_refused(tmp_path):
     launcher = Path(sys.executable).parent / "accelerate"
     launch = readme_command()
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run([str(launcher), *launch[1:], *SMALL, "--batch-size", "3", "--samples-per-prompt", "3",
-                           "--n-prompts", "1", "--out", str(tmp_path / "x")], cwd=repo_root(), env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            str(launcher),
+            *launch[1:],
+            *SMALL,
+            "--batch-size",
+            "3",
+            "--samples-per-prompt",
+            "3",
+            "--n-prompts",
+            "1",
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        cwd=repo_root(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode != 0
     assert "must be a multiple of 2" in proc.stderr
     assert not (tmp_path / "x" / "checkpoint.pt").exists()
@@ -174,7 +219,7 @@ def test_minibatches_are_the_same_for_any_number_of_processes():
     n, b = 24, 8
     mbs = minibatches(n, b, make_generator(0, 0))
     assert len(mbs) == 3 and sorted(np.concatenate(mbs).tolist()) == list(range(n))
-    for p in (1, 2, 4, 8):   # every process holds b / p rows of every minibatch
+    for p in (1, 2, 4, 8):  # every process holds b / p rows of every minibatch
         for k in range(p):
             sl = shard(n, p, k)
             assert all(((mb >= sl.start) & (mb < sl.stop)).sum() == b // p for mb in mbs)

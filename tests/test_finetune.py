@@ -35,8 +35,21 @@ def task():
 
 
 def small(**kw) -> FinetuneConfig:
-    base = dict(method="ddpo", reward="gold", steps=2, n_prompts=2, samples_per_prompt=4, sample_steps=4, lr=1e-3,
-                batch_size=4, inner_epochs=1, pool_size=8, top_fraction=0.25, task="prompts", prompts=PROMPTS)
+    base = dict(
+        method="ddpo",
+        reward="gold",
+        steps=2,
+        n_prompts=2,
+        samples_per_prompt=4,
+        sample_steps=4,
+        lr=1e-3,
+        batch_size=4,
+        inner_epochs=1,
+        pool_size=8,
+        top_fraction=0.25,
+        task="prompts",
+        prompts=PROMPTS,
+    )
     base.update(kw)
     return FinetuneConfig(**base)
 
@@ -49,10 +62,21 @@ def strip(metrics):
 # The trained synthetic generator (the random-init one draws clipped noise, whose brightness any
 # weight change moves); at learning rates of 1e-3 every run brightened whatever the reward's sign:
 # drift of Adam's early updates, not optimisation. These settings were chosen so the signal wins.
-CONTROL = {"ddpo": dict(steps=6, samples_per_prompt=8, batch_size=8, inner_epochs=2, lr=1e-4, clip_range=1e-2,
-                        warmup=0, sample_steps=10),
-           "rwsft": dict(steps=60, pool_size=32, top_fraction=0.0625, batch_size=8, lr=1e-4, pretrain_weight=1.0,
-                         warmup=0, sample_steps=10)}
+CONTROL = {
+    "ddpo": dict(
+        steps=6, samples_per_prompt=8, batch_size=8, inner_epochs=2, lr=1e-4, clip_range=1e-2, warmup=0, sample_steps=10
+    ),
+    "rwsft": dict(
+        steps=60,
+        pool_size=32,
+        top_fraction=0.0625,
+        batch_size=8,
+        lr=1e-4,
+        pretrain_weight=1.0,
+        warmup=0,
+        sample_steps=10,
+    ),
+}
 BRIGHT_PROMPTS = ["three yellow squares", "four yellow circles"]
 
 
@@ -61,12 +85,17 @@ BRIGHT_PROMPTS = ["three yellow squares", "four yellow circles"]
 def test_method_moves_brightness_the_way_the_reward_asks(method, sign):
     """Optimising brightness raises it and optimising its negative lowers it, on fixed evaluation
     noise, under the training sampler (eta 1) and deterministic sampling (eta 0)."""
+
     def reward(images, prompts):
         return sign * brightness(images, prompts)
 
     cfg = small(method=method, eval_samples=4, prompts=BRIGHT_PROMPTS, **CONTROL[method])
-    tuner = Finetuner(cfg, pipe=load_pipeline(str(repo_root() / "data/synth/generator")), reward_fn=reward,
-                      task=plain_task(BRIGHT_PROMPTS))
+    tuner = Finetuner(
+        cfg,
+        pipe=load_pipeline(str(repo_root() / "data/synth/generator")),
+        reward_fn=reward,
+        task=plain_task(BRIGHT_PROMPTS),
+    )
     before = {eta: tuner.evaluate(eta=eta)["eval_reward"] for eta in (1.0, 0.0)}
     tuner.train(progress=False)
     after = {eta: tuner.evaluate(eta=eta)["eval_reward"] for eta in (1.0, 0.0)}
@@ -90,16 +119,21 @@ def test_best_of_n_picks_the_pool_maximum():
 
 def test_ddpo_ratio_moves_and_clipping_binds():
     """The first minibatch of a round is on-policy (ratio 1); later ones are not, so PPO's clip acts."""
-    tuner = Finetuner(small(steps=1, batch_size=2, inner_epochs=2, clip_range=1e-5), pipe=SynthPipeline.build(),
-                      reward_fn=brightness, task=task())
+    tuner = Finetuner(
+        small(steps=1, batch_size=2, inner_epochs=2, clip_range=1e-5),
+        pipe=SynthPipeline.build(),
+        reward_fn=brightness,
+        task=task(),
+    )
     row = tuner.run_step()
     assert row["clipfrac"] > 0 and row["approx_kl"] > 0
     assert len(row["grad_norms"]) == len(tuner.trained_steps) and all(g > 0 for g in row["grad_norms"])
 
 
 def test_trained_steps_leave_out_deterministic_and_small_sigma_steps():
-    tuner = Finetuner(small(sample_steps=10, min_train_sigma=0.05), pipe=SynthPipeline.build(), reward_fn=brightness,
-                      task=task())
+    tuner = Finetuner(
+        small(sample_steps=10, min_train_sigma=0.05), pipe=SynthPipeline.build(), reward_fn=brightness, task=task()
+    )
     sigmas = [float(tuner.chain.sigma(i, 1.0)) for i in range(10)]
     assert sigmas[-1] == 0 and 9 not in tuner.trained_steps
     assert tuner.trained_steps == [i for i, s in enumerate(sigmas) if s >= 0.05]
@@ -108,12 +142,26 @@ def test_trained_steps_leave_out_deterministic_and_small_sigma_steps():
 @pytest.mark.parametrize("method", ["ddpo", "rwsft"])
 def test_resume_equals_uninterrupted(method, tmp_path):
     kw = dict(method=method, kl_weight=0.1, grad_accum=2, batch_size=2, steps=4, checkpoint_every=2)
-    full = finetune(small(**kw), out=tmp_path / "a", pipe=SynthPipeline.build(), progress=False, reward_fn=brightness,
-                    task=task())
-    finetune(small(**{**kw, "steps": 2}), out=tmp_path / "b", pipe=SynthPipeline.build(), progress=False,
-             reward_fn=brightness, task=task())
-    resumed = finetune(small(**kw), out=tmp_path / "b", resume=True, pipe=SynthPipeline.build(), progress=False,
-                       reward_fn=brightness, task=task())
+    full = finetune(
+        small(**kw), out=tmp_path / "a", pipe=SynthPipeline.build(), progress=False, reward_fn=brightness, task=task()
+    )
+    finetune(
+        small(**{**kw, "steps": 2}),
+        out=tmp_path / "b",
+        pipe=SynthPipeline.build(),
+        progress=False,
+        reward_fn=brightness,
+        task=task(),
+    )
+    resumed = finetune(
+        small(**kw),
+        out=tmp_path / "b",
+        resume=True,
+        pipe=SynthPipeline.build(),
+        progress=False,
+        reward_fn=brightness,
+        task=task(),
+    )
     assert strip(full) == strip(resumed)
     a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)["trainable"]
     b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["trainable"]
@@ -121,28 +169,39 @@ def test_resume_equals_uninterrupted(method, tmp_path):
 
 
 def test_a_folder_holding_a_run_is_not_overwritten(tmp_path):
-    finetune(small(steps=1), out=tmp_path, pipe=SynthPipeline.build(), progress=False, reward_fn=brightness,
-             task=task())
+    finetune(
+        small(steps=1), out=tmp_path, pipe=SynthPipeline.build(), progress=False, reward_fn=brightness, task=task()
+    )
     saved = (tmp_path / "metrics.json").read_bytes()
     with pytest.raises(FileExistsError, match="holds a run"):
-        finetune(small(steps=1), out=tmp_path, pipe=SynthPipeline.build(), progress=False, reward_fn=brightness,
-                 task=task())
+        finetune(
+            small(steps=1), out=tmp_path, pipe=SynthPipeline.build(), progress=False, reward_fn=brightness, task=task()
+        )
     assert (tmp_path / "metrics.json").read_bytes() == saved
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
-    finetune(small(steps=1), out=tmp_path, pipe=SynthPipeline.build(), progress=False, reward_fn=brightness,
-             task=task())
+    finetune(
+        small(steps=1), out=tmp_path, pipe=SynthPipeline.build(), progress=False, reward_fn=brightness, task=task()
+    )
     with pytest.raises(ValueError, match=r"other settings \(lr"):
-        finetune(small(steps=2, lr=5e-4), out=tmp_path, resume=True, pipe=SynthPipeline.build(), progress=False,
-                 reward_fn=brightness, task=task())
+        finetune(
+            small(steps=2, lr=5e-4),
+            out=tmp_path,
+            resume=True,
+            pipe=SynthPipeline.build(),
+            progress=False,
+            reward_fn=brightness,
+            task=task(),
+        )
 
 
 def test_kl_penalty_keeps_the_policy_closer():
     kls = {}
     for weight in (0.0, 100.0):
-        tuner = Finetuner(small(steps=4, kl_weight=weight, lr=3e-3), pipe=SynthPipeline.build(), reward_fn=brightness,
-                          task=task())
+        tuner = Finetuner(
+            small(steps=4, kl_weight=weight, lr=3e-3), pipe=SynthPipeline.build(), reward_fn=brightness, task=task()
+        )
         tuner.train(progress=False)
         kls[weight] = tuner.metrics[-1]["kl"]
     assert tuner.metrics[0]["kl"] == 0.0  # the policy starts at the reference
@@ -171,8 +230,11 @@ def test_lora_trains_adapters_only_and_exports_for_diffusers(tmp_path):
     with torch.no_grad():
         trained = pipe.unet(x, 500, encoder_hidden_states=cond).sample
         loaded = fresh.unet(x, 500, encoder_hidden_states=cond).sample
-        untouched = StableDiffusionPipeline.from_pretrained(path, safety_checker=None).unet(
-            x, 500, encoder_hidden_states=cond).sample
+        untouched = (
+            StableDiffusionPipeline.from_pretrained(path, safety_checker=None)
+            .unet(x, 500, encoder_hidden_states=cond)
+            .sample
+        )
     assert torch.allclose(trained, loaded, atol=1e-5) and not torch.allclose(trained, untouched, atol=1e-5)
 
 
@@ -184,23 +246,26 @@ def test_full_fine_tuning_exports_a_pipeline(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(again.unet.parameters(), tuner.pipe.unet.parameters()))
 
 
-@pytest.mark.parametrize("kw, message", [
-    (dict(method="dpo"), "unknown method"),
-    (dict(samples_per_prompt=0), "at least one"),
-    (dict(samples_per_prompt=1), "samples_per_prompt must be >= 2"),
-    (dict(reward="oracle"), "unknown reward kind"),
-    (dict(reward="raw"), "needs a model"),
-    (dict(reward="gold"), "gold judge"),
-    (dict(reward="textnorm:x"), "contrastive"),
-    (dict(resolution=32), "16 px"),
-    (dict(lr=float("nan")), "lr must be a finite number"),
-    (dict(kl_weight=float("inf")), "kl_weight must be a finite"),
-    (dict(lr=0.0), "lr must be > 0"),
-    (dict(batch_size=3), "minibatches"),
-    (dict(grad_accum=0), "grad_accum must be >= 1"),
-    (dict(lora_rank=-2), "lora_rank must be >= 0"),
-    (dict(min_train_sigma=5.0), "no DDIM step"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(method="dpo"), "unknown method"),
+        (dict(samples_per_prompt=0), "at least one"),
+        (dict(samples_per_prompt=1), "samples_per_prompt must be >= 2"),
+        (dict(reward="oracle"), "unknown reward kind"),
+        (dict(reward="raw"), "needs a model"),
+        (dict(reward="gold"), "gold judge"),
+        (dict(reward="textnorm:x"), "contrastive"),
+        (dict(resolution=32), "16 px"),
+        (dict(lr=float("nan")), "lr must be a finite number"),
+        (dict(kl_weight=float("inf")), "kl_weight must be a finite"),
+        (dict(lr=0.0), "lr must be > 0"),
+        (dict(batch_size=3), "minibatches"),
+        (dict(grad_accum=0), "grad_accum must be >= 1"),
+        (dict(lora_rank=-2), "lora_rank must be >= 0"),
+        (dict(min_train_sigma=5.0), "no DDIM step"),
+    ],
+)
 def test_bad_configurations(kw, message):
     with pytest.raises(ValueError, match=message):
         Finetuner(small(**kw), pipe=SynthPipeline.build(), task=task())
@@ -225,9 +290,25 @@ def test_cli_finetune_and_resume(tmp_path, capsys):
     from textnorm.cli import main
 
     SynthPipeline.build().save_pretrained(tmp_path / "gen")
-    proxy = "raw:" + str(repo_root() / "data/synth/proxy_contrastive")   # a continuous reward: no ties
-    args = ["finetune", "--model", str(tmp_path / "gen"), "--reward", proxy, "--method", "rwsft", "--pool-size", "4",
-            "--batch-size", "2", "--sample-steps", "3", "--out", str(tmp_path / "run"), "--quiet"]
+    proxy = "raw:" + str(repo_root() / "data/synth/proxy_contrastive")  # a continuous reward: no ties
+    args = [
+        "finetune",
+        "--model",
+        str(tmp_path / "gen"),
+        "--reward",
+        proxy,
+        "--method",
+        "rwsft",
+        "--pool-size",
+        "4",
+        "--batch-size",
+        "2",
+        "--sample-steps",
+        "3",
+        "--out",
+        str(tmp_path / "run"),
+        "--quiet",
+    ]
     assert main(args + ["--steps", "1"]) == 0
     assert main(args + ["--steps", "2", "--resume"]) == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -245,8 +326,9 @@ def test_cli_finetune_and_resume(tmp_path, capsys):
 
 
 def test_evaluation_is_paired_and_logged():
-    tuner = Finetuner(small(steps=2, eval_every=1, eval_samples=2), pipe=SynthPipeline.build(), reward_fn=brightness,
-                      task=task())
+    tuner = Finetuner(
+        small(steps=2, eval_every=1, eval_samples=2), pipe=SynthPipeline.build(), reward_fn=brightness, task=task()
+    )
     first = tuner.evaluate()
     assert first == tuner.evaluate()  # same noise, same model: same numbers
     tuner.train(progress=False)
@@ -256,7 +338,7 @@ def test_evaluation_is_paired_and_logged():
 
 
 # ---------------------------------------------------------------- crash safety and untrusted checkpoints
-_CRASH = r'''
+_CRASH = r"""
 import os, signal, sys, torch
 from textnorm.finetune import loop
 from textnorm.synth.generator import SynthPipeline
@@ -275,7 +357,7 @@ torch.save = dying_save
 torch.set_num_threads(1)
 loop.finetune(small(method=sys.argv[3], steps=4, checkpoint_every=1), out=sys.argv[1], pipe=SynthPipeline.build(),
               progress=False, reward_fn=brightness, task=task())
-'''
+"""
 
 
 @pytest.mark.parametrize("method", ["ddpo"])
@@ -286,16 +368,33 @@ def test_kill_during_a_checkpoint_write_resumes_from_the_last_complete_one(metho
     from pathlib import Path
 
     run = tmp_path / "run"
-    proc = subprocess.run([sys.executable, "-c", _CRASH, str(run), str(Path(__file__).parent), method],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CRASH, str(run), str(Path(__file__).parent), method],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     leftovers = [p.name for p in run.iterdir() if p.name.startswith(".checkpoint.pt.")]
-    assert leftovers   # the half-written temporary file is there; checkpoint.pt is the first one, whole
+    assert leftovers  # the half-written temporary file is there; checkpoint.pt is the first one, whole
     assert json.loads((run / "metrics.json").read_text())[-1]["step"] == 0
-    resumed = finetune(small(method=method, steps=4, checkpoint_every=1), out=run, resume=True,
-                       pipe=SynthPipeline.build(), progress=False, reward_fn=brightness, task=task())
-    full = finetune(small(method=method, steps=4, checkpoint_every=1), out=tmp_path / "full",
-                    pipe=SynthPipeline.build(), progress=False, reward_fn=brightness, task=task())
+    resumed = finetune(
+        small(method=method, steps=4, checkpoint_every=1),
+        out=run,
+        resume=True,
+        pipe=SynthPipeline.build(),
+        progress=False,
+        reward_fn=brightness,
+        task=task(),
+    )
+    full = finetune(
+        small(method=method, steps=4, checkpoint_every=1),
+        out=tmp_path / "full",
+        pipe=SynthPipeline.build(),
+        progress=False,
+        reward_fn=brightness,
+        task=task(),
+    )
     assert strip(resumed) == strip(full)
 
 
@@ -303,30 +402,45 @@ def test_kill_during_a_checkpoint_write_resumes_from_the_last_complete_one(metho
 def test_a_crafted_checkpoint_does_not_run_code(tmp_path):
     import pickle
 
-    finetune(small(steps=1), out=tmp_path, pipe=SynthPipeline.build(), progress=False, reward_fn=brightness,
-             task=task())
+    finetune(
+        small(steps=1), out=tmp_path, pipe=SynthPipeline.build(), progress=False, reward_fn=brightness, task=task()
+    )
     marker = tmp_path / "pwned"
 
     class Evil:
         def __reduce__(self):
             import os
+
             return os.system, (f"touch {marker}",)
 
     with open(tmp_path / "checkpoint.pt", "wb") as f:
         pickle.dump({"trainable": Evil()}, f)
     with pytest.raises(ValueError, match="not a complete checkpoint"):
-        finetune(small(steps=2), out=tmp_path, resume=True, pipe=SynthPipeline.build(), progress=False,
-                 reward_fn=brightness, task=task())
+        finetune(
+            small(steps=2),
+            out=tmp_path,
+            resume=True,
+            pipe=SynthPipeline.build(),
+            progress=False,
+            reward_fn=brightness,
+            task=task(),
+        )
     assert not marker.exists()
-    (tmp_path / "checkpoint.pt").write_bytes(b"")   # a 0-byte file: a clear error too
+    (tmp_path / "checkpoint.pt").write_bytes(b"")  # a 0-byte file: a clear error too
     with pytest.raises(ValueError, match="not a complete checkpoint"):
-        finetune(small(steps=2), out=tmp_path, resume=True, pipe=SynthPipeline.build(), progress=False,
-                 reward_fn=brightness, task=task())
+        finetune(
+            small(steps=2),
+            out=tmp_path,
+            resume=True,
+            pipe=SynthPipeline.build(),
+            progress=False,
+            reward_fn=brightness,
+            task=task(),
+        )
 
 
 def test_non_finite_rewards_and_weights_stop_the_run():
-    tuner = Finetuner(small(), pipe=SynthPipeline.build(), reward_fn=lambda im, p: np.full(len(p), np.inf),
-                      task=task())
+    tuner = Finetuner(small(), pipe=SynthPipeline.build(), reward_fn=lambda im, p: np.full(len(p), np.inf), task=task())
     with pytest.raises(FloatingPointError, match="step 0: the reward returned non-finite values"):
         tuner.run_step()
     tuner = Finetuner(small(method="rwsft"), pipe=SynthPipeline.build(), reward_fn=brightness, task=task())
@@ -361,5 +475,12 @@ def test_damaged_checkpoints_are_refused_with_the_reason(tmp_path):
     ]
     for i, (change, message) in enumerate(cases):
         with pytest.raises(ValueError, match=message):
-            finetune(small(steps=2), out=damaged(change, i), resume=True, pipe=SynthPipeline.build(), progress=False,
-                     reward_fn=brightness, task=task())
+            finetune(
+                small(steps=2),
+                out=damaged(change, i),
+                resume=True,
+                pipe=SynthPipeline.build(),
+                progress=False,
+                reward_fn=brightness,
+                task=task(),
+            )

@@ -37,8 +37,14 @@ def simulated(n_prompts=40, per_prompt=6, p_a=0.65, seed=0):
 
 
 def test_outcomes_count_both_sides():
-    df = judgments([("r", "p", "A", "B", "left"), ("r", "p", "B", "A", "left"), ("r", "p", "B", "A", "right"),
-                    ("r", "q", "A", "B", "tie")])
+    df = judgments(
+        [
+            ("r", "p", "A", "B", "left"),
+            ("r", "p", "B", "A", "left"),
+            ("r", "p", "B", "A", "right"),
+            ("r", "q", "A", "B", "tie"),
+        ]
+    )
     assert he.outcomes(df, "A", "B") == (2, 1, 1)
     assert he.outcomes(df, "B", "A") == (1, 2, 1)
 
@@ -46,7 +52,7 @@ def test_outcomes_count_both_sides():
 def exact_sign_p(k: int, n: int) -> float:
     """Two-sided exact sign test from first principles: the probability under Binomial(n, 1/2) of
     every outcome no more likely than k (what binomtest's 'two-sided' means)."""
-    pmf = [math.comb(n, i) / 2 ** n for i in range(n + 1)]
+    pmf = [math.comb(n, i) / 2**n for i in range(n + 1)]
     return min(1.0, sum(q for q in pmf if q <= pmf[k] * (1 + 1e-7)))
 
 
@@ -64,6 +70,7 @@ def test_compare_matches_statsmodels():
     row = out.loc[("A", "B")]
     w, n_lost = int(row.wins_a), int(row.wins_b)
     from statsmodels.stats.proportion import proportion_confint
+
     assert (row.wilson_low, row.wilson_high) == pytest.approx(proportion_confint(w, w + n_lost, method="wilson"))
     assert (row.cp_low, row.cp_high) == pytest.approx(stats.binomtest(w, w + n_lost).proportion_ci(method="exact"))
     assert row.p_sign_drop == pytest.approx(stats.binomtest(w, w + n_lost).pvalue)
@@ -74,8 +81,9 @@ def test_compare_matches_statsmodels():
 
 def test_textbook_interval():
     # Wilson interval for 8 successes in 10 (Agresti & Coull style example): about [0.490, 0.943]
-    df = judgments([("r", f"p{i}", "A", "B", "left") for i in range(8)] +
-                   [("r", f"q{i}", "A", "B", "right") for i in range(2)])
+    df = judgments(
+        [("r", f"p{i}", "A", "B", "left") for i in range(8)] + [("r", f"q{i}", "A", "B", "right") for i in range(2)]
+    )
     row = he.compare(df).iloc[0]
     assert row.wilson_low == pytest.approx(0.4902, abs=1e-3) and row.wilson_high == pytest.approx(0.9433, abs=1e-3)
 
@@ -128,7 +136,7 @@ def test_power():
     # the power is the probability of the rejection region, summed here from first principles
     for n, p in [(20, 0.7), (31, 0.4), (10, 0.5)]:
         region = [k for k in range(n + 1) if exact_sign_p(k, n) <= 0.05]
-        expected = sum(math.comb(n, k) * p ** k * (1 - p) ** (n - k) for k in region)
+        expected = sum(math.comb(n, k) * p**k * (1 - p) ** (n - k) for k in region)
         assert he.sign_test_power(n, p) == pytest.approx(expected)
     res = he.judgments_needed(2 / 3, 0.05, 0.8)
     n = res["n_exact"]
@@ -141,11 +149,14 @@ def test_power():
     assert sim == pytest.approx(he.sign_test_power(n, 2 / 3), abs=0.04)
 
 
-@pytest.mark.parametrize("rows, message", [
-    ([("r", "p", "A", "B", "maybe")], "unknown choice"),
-    ([("r", "p", "A", "A", "left")], "with itself"),
-    ([("r", "", "A", "B", "left")], "empty fields"),
-])
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([("r", "p", "A", "B", "maybe")], "unknown choice"),
+        ([("r", "p", "A", "A", "left")], "with itself"),
+        ([("r", "", "A", "B", "left")], "empty fields"),
+    ],
+)
 def test_validation(rows, message):
     with pytest.raises(he.JudgmentError, match=message):
         he.validate(judgments(rows))
@@ -174,8 +185,9 @@ def test_load_judgments_errors(tmp_path):
 # ---------------------------------------------------------------- degenerate data: errors, not numbers
 def _rows(spec):
     """spec: (prompt, left, right, choice) tuples -> judgments table."""
-    return pd.DataFrame([{"rater": f"r{i % 3}", "prompt": p, "left": a, "right": b, "choice": c}
-                         for i, (p, a, b, c) in enumerate(spec)])
+    return pd.DataFrame(
+        [{"rater": f"r{i % 3}", "prompt": p, "left": a, "right": b, "choice": c} for i, (p, a, b, c) in enumerate(spec)]
+    )
 
 
 def test_ten_to_nothing_is_separation_not_a_strength():
@@ -186,7 +198,7 @@ def test_ten_to_nothing_is_separation_not_a_strength():
         he.bradley_terry_bootstrap(df, n_boot=10)
     # the exact sign test answers the question instead: 2 * 0.5**10
     row = he.compare(df).iloc[0]
-    assert row.p_sign_drop == pytest.approx(2 * 0.5 ** 10)
+    assert row.p_sign_drop == pytest.approx(2 * 0.5**10)
 
 
 def test_unconnected_systems_and_all_ties():
@@ -208,8 +220,16 @@ def test_one_prompt_has_no_clusters_and_no_bootstrap():
 
 
 def test_bootstrap_rejects_no_draws_and_counts_left_out_resamples():
-    df = _rows([("p1", "a", "b", "left"), ("p1", "a", "b", "right"), ("p2", "a", "b", "left"),
-                ("p2", "a", "b", "left"), ("p3", "a", "b", "right"), ("p3", "a", "b", "left")])
+    df = _rows(
+        [
+            ("p1", "a", "b", "left"),
+            ("p1", "a", "b", "right"),
+            ("p2", "a", "b", "left"),
+            ("p2", "a", "b", "left"),
+            ("p3", "a", "b", "right"),
+            ("p3", "a", "b", "left"),
+        ]
+    )
     for n in (0, -5):
         with pytest.raises(ValueError, match="n_boot must be an integer >= 1"):
             he.bradley_terry_bootstrap(df, n_boot=n)
@@ -260,7 +280,7 @@ def test_compare_by_prompt_counts_prompts_by_hand():
     # prompts: a wins p1 (3-0) and p2 (2-1), loses p3 (0-2 and a tie); pooled win rate 5 / 8
     assert (out.prompts, out.prompt_wins_a, out.prompt_wins_b, out.prompt_ties) == (3, 2, 1, 0)
     assert out.win_rate_a == pytest.approx(5 / 8)
-    assert out.p_sign_prompts == pytest.approx(1.0)   # 2 of 3 prompts: P(X >= 2 or X <= 1) = 1
+    assert out.p_sign_prompts == pytest.approx(1.0)  # 2 of 3 prompts: P(X >= 2 or X <= 1) = 1
     assert out.boot_low <= 5 / 8 <= out.boot_high
     flipped = he.compare_by_prompt(_by_prompt_rows(), [("b", "a")], n_boot=200).iloc[0]
     assert flipped.win_rate_a == pytest.approx(3 / 8) and flipped.prompt_wins_a == 1
@@ -282,7 +302,7 @@ def test_unclustered_bradley_terry_errors_shrink_with_copies_clustered_do_not():
     copies = pd.concat([df.assign(rater=df.rater + f"_{k}") for k in range(4)], ignore_index=True)
     naive1, naive4 = he.bradley_terry(df, cluster=False), he.bradley_terry(copies, cluster=False)
     clus1, clus4 = he.bradley_terry(df), he.bradley_terry(copies)
-    assert naive4.se.iloc[1] == pytest.approx(naive1.se.iloc[1] / 2, rel=1e-4)   # 4x the data: half the error
-    assert clus4.se.iloc[1] == pytest.approx(clus1.se.iloc[1], rel=0.05)          # same prompts: same error
+    assert naive4.se.iloc[1] == pytest.approx(naive1.se.iloc[1] / 2, rel=1e-4)  # 4x the data: half the error
+    assert clus4.se.iloc[1] == pytest.approx(clus1.se.iloc[1], rel=0.05)  # same prompts: same error
     with pytest.raises(ValueError, match="no judgment compares"):
         he.compare_by_prompt(df, [("a", "nobody")])

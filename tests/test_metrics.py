@@ -62,6 +62,7 @@ def brute_kendall_b(s, y):
 def brute_spearman(s, y):
     def midranks(v):
         return np.array([np.sum(v < x) + (np.sum(v == x) + 1) / 2 for x in v])
+
     return np.corrcoef(midranks(s), midranks(y.astype(float)))[0, 1]
 
 
@@ -89,8 +90,11 @@ def test_known_values():
 
 
 def test_published_ap5_values_follow_our_definition(mirror):
-    attainable = {round(metrics.ap_at_k(np.arange(5, 0, -1.0), np.array(h, bool), 5), 9)
-                  for h in itertools.product([0, 1], repeat=5) if 0 < sum(h) < 5}
+    attainable = {
+        round(metrics.ap_at_k(np.arange(5, 0, -1.0), np.array(h, bool), 5), 9)
+        for h in itertools.product([0, 1], repeat=5)
+        if 0 < sum(h) < 5
+    }
     attainable |= {0.0, 1.0}
     pub = tia2.load_published_scores(mirror=mirror)
     hit = pub["ap5"].round(9).isin(attainable)
@@ -109,10 +113,15 @@ def test_invalid_inputs():
 
 
 def test_per_prompt_metrics_skips_single_verdict_prompts():
-    df = pd.DataFrame({
-        "subset": ["a"] * 6, "prompt": ["p"] * 3 + ["q"] * 3,
-        "aligned": [True, False, True, True, True, True],
-        "r1": [3.0, 1.0, 2.0, 1.0, 2.0, 3.0], "r2": [1.0, 3.0, 2.0, 0.0, 0.0, 0.0]})
+    df = pd.DataFrame(
+        {
+            "subset": ["a"] * 6,
+            "prompt": ["p"] * 3 + ["q"] * 3,
+            "aligned": [True, False, True, True, True, True],
+            "r1": [3.0, 1.0, 2.0, 1.0, 2.0, 3.0],
+            "r2": [1.0, 3.0, 2.0, 0.0, 0.0, 0.0],
+        }
+    )
     table = metrics.per_prompt_metrics(df, ["r1", "r2"])
     assert table.prompt.tolist() == ["p", "p"]
     assert table.set_index("model").auroc.to_dict() == {"r1": 1.0, "r2": 0.0}
@@ -135,11 +144,14 @@ def test_paired_tests_match_scipy_and_holm():
     rng = np.random.default_rng(2)
     n = 40
     base = rng.random(n)
-    table = pd.DataFrame({
-        "subset": "s", "prompt": np.tile(np.arange(n), 3),
-        "model": np.repeat(["a", "b", "c"], n),
-        "auroc": np.r_[base + 0.1 + rng.normal(0, 0.05, n), base + rng.normal(0, 0.05, n), base],
-    })
+    table = pd.DataFrame(
+        {
+            "subset": "s",
+            "prompt": np.tile(np.arange(n), 3),
+            "model": np.repeat(["a", "b", "c"], n),
+            "auroc": np.r_[base + 0.1 + rng.normal(0, 0.05, n), base + rng.normal(0, 0.05, n), base],
+        }
+    )
     res = metrics.paired_tests(table, "auroc")
     assert list(zip(res.model_a, res.model_b)) == [("a", "b"), ("a", "c"), ("b", "c")]
     wide = table.pivot(index="prompt", columns="model", values="auroc")

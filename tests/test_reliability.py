@@ -24,26 +24,31 @@ def counting(mirror):
 def _scores(images: pd.DataFrame, n_prompts: int = 3, seed: int = 0) -> pd.DataFrame:
     keep = images[images.prompt.isin(images.prompt.unique()[:n_prompts])]
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({"subset": keep.subset.to_numpy(), "prompt": keep.prompt.to_numpy(),
-                         "image": keep.image.to_numpy(), "r": rng.normal(size=len(keep))})
+    return pd.DataFrame(
+        {
+            "subset": keep.subset.to_numpy(),
+            "prompt": keep.prompt.to_numpy(),
+            "image": keep.image.to_numpy(),
+            "r": rng.normal(size=len(keep)),
+        }
+    )
 
 
 def _evaluate(mirror, scores: pd.DataFrame | None, tmp_path, *extra, csv=None):
     if csv is None:
         csv = tmp_path / "s.csv"
         scores.to_csv(csv, index=False)
-    return main(["evaluate", "--mirror", str(mirror), "--scores", str(csv), "--out", str(tmp_path / "m.json"),
-                 *extra])
+    return main(["evaluate", "--mirror", str(mirror), "--scores", str(csv), "--out", str(tmp_path / "m.json"), *extra])
 
 
 # ---------------------------------------------------------------- evaluation: wrong input is an error
 def test_duplicated_rows_are_refused(mirror, counting, tmp_path, capsys):
     s = _scores(counting)
-    dup = pd.concat([s, s.iloc[:5].assign(r=9.0)])    # conflicting scores for five images
+    dup = pd.concat([s, s.iloc[:5].assign(r=9.0)])  # conflicting scores for five images
     assert _evaluate(mirror, dup, tmp_path) == 1
     assert "10 rows share their subset and image" in capsys.readouterr().err
     with pytest.raises(ValueError, match="share their"):
-        evaluation.metrics_from_scores(pd.concat([s, s.iloc[:1]]), counting)   # equal scores too
+        evaluation.metrics_from_scores(pd.concat([s, s.iloc[:1]]), counting)  # equal scores too
     assert not (tmp_path / "m.json").exists()
 
 
@@ -68,7 +73,7 @@ def test_unknown_images_are_refused(counting):
 def test_partial_prompts_are_refused_unless_asked(mirror, counting, tmp_path, capsys):
     s = _scores(counting)
     first = s.prompt.iloc[0]
-    cut = s.drop(s.index[s.prompt == first][10:])   # 10 of the first prompt's 50 images
+    cut = s.drop(s.index[s.prompt == first][10:])  # 10 of the first prompt's 50 images
     assert _evaluate(mirror, cut, tmp_path) == 1
     err = capsys.readouterr().err
     assert "1 prompts are only partly scored" in err and "10 of 50" in err
@@ -76,7 +81,7 @@ def test_partial_prompts_are_refused_unless_asked(mirror, counting, tmp_path, ca
     out = capsys.readouterr().out
     assert "3 of 150 counting prompts scored" in out and "1 prompts PARTLY scored" in out
     layout = json.loads((tmp_path / "m.json").read_text())
-    if first in layout:   # a 10-image subset can be all one verdict, then the prompt is not scorable
+    if first in layout:  # a 10-image subset can be all one verdict, then the prompt is not scorable
         assert layout[first]["coverage"] == [10, 50]
     assert all("coverage" not in v for k, v in layout.items() if k != first)
     table = evaluation.metrics_from_scores(cut, counting, partial=True)
@@ -101,7 +106,7 @@ def test_header_only_csv_and_index_column(mirror, counting, tmp_path, capsys):
     assert _evaluate(mirror, None, tmp_path, "--subset", "counting", csv=csv) == 1
     assert "no rows" in capsys.readouterr().err
     s = _scores(counting)
-    s.to_csv(tmp_path / "idx.csv")          # pandas' index saved as 'Unnamed: 0'
+    s.to_csv(tmp_path / "idx.csv")  # pandas' index saved as 'Unnamed: 0'
     assert _evaluate(mirror, None, tmp_path, csv=tmp_path / "idx.csv") == 0
     layout = json.loads((tmp_path / "m.json").read_text())
     assert {k for v in layout.values() for k in v} == {"human", "r"}
@@ -125,7 +130,7 @@ def test_evaluate_out_checks(mirror, counting, tmp_path, capsys):
     assert json.loads(out.read_text())
     umask = os.umask(0)
     os.umask(umask)
-    assert out.stat().st_mode & 0o777 == 0o666 & ~umask   # not mkstemp's 0600
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
 def test_train_generator_refuses_a_folder_that_holds_a_model(tmp_path, capsys):
@@ -142,16 +147,30 @@ def test_train_generator_refuses_a_folder_that_holds_a_model(tmp_path, capsys):
 
 
 def test_score_arguments_are_checked_before_any_work(tmp_path, capsys, mirror):
-    base = ["score", "--mirror", str(mirror), "--images", str(tmp_path), "--subset", "counting", "--reward", "clip",
-            "--out", str(tmp_path / "s.csv")]
-    for extra, message in ((["--limit-prompts", "-1"], "--limit-prompts must be >= 0"),
-                           (["--batch-size", "0"], "--batch-size must be >= 1"),
-                           (["--dtype", "float16"], "needs a GPU"),
-                           (["--temperature", "nan"], "--temperature must be a finite number > 0"),
-                           (["--temperature", "0"], "--temperature must be a finite number > 0")):
+    base = [
+        "score",
+        "--mirror",
+        str(mirror),
+        "--images",
+        str(tmp_path),
+        "--subset",
+        "counting",
+        "--reward",
+        "clip",
+        "--out",
+        str(tmp_path / "s.csv"),
+    ]
+    for extra, message in (
+        (["--limit-prompts", "-1"], "--limit-prompts must be >= 0"),
+        (["--batch-size", "0"], "--batch-size must be >= 1"),
+        (["--dtype", "float16"], "needs a GPU"),
+        (["--temperature", "nan"], "--temperature must be a finite number > 0"),
+        (["--temperature", "0"], "--temperature must be a finite number > 0"),
+    ):
         assert main(base + extra) == 1
         assert message in capsys.readouterr().err
     import torch
+
     if not torch.cuda.is_available():
         assert main(base + ["--device", "cuda"]) == 1
         assert "no CUDA GPU" in capsys.readouterr().err
@@ -164,7 +183,7 @@ def test_manifest_records_only_the_repository_artifacts(tmp_path):
     assert manifest.record(tmp_path, "textnorm train-generator", {}) is None
     assert path.read_bytes() == before
     own = tmp_path / "own.json"
-    entry = manifest.record(tmp_path / "model.bin", "cmd", {"a": 1}, manifest=own)   # an explicit manifest
+    entry = manifest.record(tmp_path / "model.bin", "cmd", {"a": 1}, manifest=own)  # an explicit manifest
     assert entry["files"] == {"model.bin": manifest._sha256(tmp_path / "model.bin")}
     assert str(tmp_path / "model.bin") in json.loads(own.read_text())
 
@@ -175,8 +194,10 @@ def test_published_contrastive_sets_are_cleaned(mirror):
     assert all(len(set(c)) == len(c) and p not in c for p, c in comp.items())
     _, dropped = tia2.clean_contrastive(tia2.load_contrastive_prompts("comprehensive", mirror=mirror))
     assert dropped["self"] == 1
-    assert tia2.clean_contrastive({"a": ["b", "a", "b", "c"]}) == ({"a": ["b", "c"]},
-                                                                   {"duplicates": 1, "self": 1, "sets": 1})
+    assert tia2.clean_contrastive({"a": ["b", "a", "b", "c"]}) == (
+        {"a": ["b", "c"]},
+        {"duplicates": 1, "self": 1, "sets": 1},
+    )
 
 
 def test_missing_local_reward_folder_is_named():
@@ -200,7 +221,7 @@ def test_filesystem_errors_are_messages(mirror, counting, tmp_path, capsys):
 def test_score_columns_are_checked(mirror, counting, tmp_path, capsys):
     s = _scores(counting)
     text = s.assign(tn=s.r.astype(object))
-    text.loc[3, "tn"] = "abc"          # one text value: the column is refused, not dropped
+    text.loc[3, "tn"] = "abc"  # one text value: the column is refused, not dropped
     assert _evaluate(mirror, text, tmp_path) == 1
     assert "score column 'tn' is not numeric (e.g. 'abc' in row 5 of the file)" in capsys.readouterr().err
     for name in ("human", "coverage", "aligned"):
@@ -209,8 +230,22 @@ def test_score_columns_are_checked(mirror, counting, tmp_path, capsys):
     csv = tmp_path / "ok.csv"
     s.to_csv(csv, index=False)
     for cols, message in ((["prompt"], "cannot be a score column"), (["r", "r"], "score columns repeat")):
-        assert main(["evaluate", "--mirror", str(mirror), "--scores", str(csv), "--out", str(tmp_path / "c.json"),
-                     "--column", *cols]) == 1
+        assert (
+            main(
+                [
+                    "evaluate",
+                    "--mirror",
+                    str(mirror),
+                    "--scores",
+                    str(csv),
+                    "--out",
+                    str(tmp_path / "c.json"),
+                    "--column",
+                    *cols,
+                ]
+            )
+            == 1
+        )
         assert message in capsys.readouterr().err
     (tmp_path / "bin.csv").write_bytes(b"\xd0\xcf\x11\xe0" * 50)
     assert _evaluate(mirror, None, tmp_path, "--subset", "counting", csv=tmp_path / "bin.csv") == 1
@@ -234,6 +269,17 @@ def test_only_unscorable_prompts(counting):
 
 def test_benchmark_out_is_checked_under_the_name_numpy_writes(tmp_path, capsys):
     (tmp_path / "bench.npz").write_text("precious")
-    assert main(["build-synth-benchmark", "--generator", str(tmp_path / "nogen"), "--out", str(tmp_path / "bench"),
-                 "--quiet"]) == 1
+    assert (
+        main(
+            [
+                "build-synth-benchmark",
+                "--generator",
+                str(tmp_path / "nogen"),
+                "--out",
+                str(tmp_path / "bench"),
+                "--quiet",
+            ]
+        )
+        == 1
+    )
     assert "--overwrite" in capsys.readouterr().err and (tmp_path / "bench.npz").read_text() == "precious"

@@ -24,12 +24,23 @@ def images():
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
-    return {"clip": testing.save_clip(root / "clip"), "blip2": testing.save_blip2(root / "blip2"),
-            "imagereward": testing.save_imagereward(root / "imagereward")}
+    return {
+        "clip": testing.save_clip(root / "clip"),
+        "blip2": testing.save_blip2(root / "blip2"),
+        "imagereward": testing.save_imagereward(root / "imagereward"),
+    }
 
 
-@pytest.mark.parametrize("name, folder", [("clip", "clip"), ("pickscore", "clip"), ("blip2", "blip2"),
-                                          ("blip2_itc", "blip2"), ("imagereward", "imagereward")])
+@pytest.mark.parametrize(
+    "name, folder",
+    [
+        ("clip", "clip"),
+        ("pickscore", "clip"),
+        ("blip2", "blip2"),
+        ("blip2_itc", "blip2"),
+        ("imagereward", "imagereward"),
+    ],
+)
 def test_factory_scores(name, folder, folders, images):
     kwargs = {"processor": str(folders["clip"])} if name == "pickscore" else {}
     reward = load_reward(name, str(folders[folder]), batch_size=2, **kwargs)
@@ -68,13 +79,21 @@ def test_blip2_matches_model_forward(folders, images, itm):
         if itm:
             for j, prompt in enumerate(PROMPTS):
                 tok = reward.processor.tokenizer([prompt] * len(images), return_tensors="pt")
-                out = reward.model(pixel_values=pix, input_ids=tok["input_ids"], attention_mask=tok["attention_mask"],
-                                   use_image_text_matching_head=True).logits_per_image
+                out = reward.model(
+                    pixel_values=pix,
+                    input_ids=tok["input_ids"],
+                    attention_mask=tok["attention_mask"],
+                    use_image_text_matching_head=True,
+                ).logits_per_image
                 assert np.allclose(R[:, j], (out[:, 1] - out[:, 0]).numpy(), atol=1e-4)
         else:
             tok = reward.processor.tokenizer(PROMPTS, return_tensors="pt", padding=True)
-            out = reward.model(pixel_values=pix, input_ids=tok["input_ids"], attention_mask=tok["attention_mask"],
-                               use_image_text_matching_head=False).logits_per_image
+            out = reward.model(
+                pixel_values=pix,
+                input_ids=tok["input_ids"],
+                attention_mask=tok["attention_mask"],
+                use_image_text_matching_head=False,
+            ).logits_per_image
             assert np.allclose(R, out.numpy(), atol=1e-4)
 
 
@@ -88,8 +107,10 @@ def test_imagereward_conversion_places_original_weights(folders):
         ("blip.visual_encoder.cls_token", m.visual_encoder.embeddings.class_embedding),
         ("blip.visual_encoder.pos_embed", m.visual_encoder.embeddings.position_embedding),
         ("blip.visual_encoder.norm.weight", m.visual_encoder.post_layernorm.weight),
-        ("blip.text_encoder.encoder.layer.1.crossattention.self.key.weight",
-         m.text_encoder.encoder.layer[1].crossattention.self.key.weight),
+        (
+            "blip.text_encoder.encoder.layer.1.crossattention.self.key.weight",
+            m.text_encoder.encoder.layer[1].crossattention.self.key.weight,
+        ),
         ("mlp.layers.7.bias", m.mlp[7].bias),
     ]
     for key, param in pairs:

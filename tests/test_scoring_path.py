@@ -35,7 +35,7 @@ def contrast(prompt):
 def test_groups_and_repeats():
     assert scoring.repeat_prompts(["a", "b"], 3) == ["a", "a", "a", "b", "b", "b"]
     groups = scoring.group_by_prompt(["b", "a", "b", "c", "a"])
-    assert list(groups) == ["b", "a", "c"]   # order of first appearance
+    assert list(groups) == ["b", "a", "c"]  # order of first appearance
     assert [g.tolist() for g in groups.values()] == [[0, 2], [1, 4], [3]]
 
 
@@ -82,16 +82,21 @@ def test_no_private_names_imported_across_modules():
     for path in _python_files():
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("textnorm"):
-                offenders += [f"{path.name}: {node.module}.{a.name}" for a in node.names
-                              if a.name.startswith("_") and not a.name.startswith("__")]
+                offenders += [
+                    f"{path.name}: {node.module}.{a.name}"
+                    for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")
+                ]
     assert not offenders, offenders
 
 
 def test_import_installs_no_warning_filter():
     # third-party imports first (some install filters of their own), then textnorm's modules
-    code = ("import warnings, numpy, pandas, scipy.stats, scipy.special, PIL.Image, tqdm, torch; "
-            "before = list(warnings.filters); "
-            "import textnorm, textnorm.tia2, textnorm.stats.metrics, textnorm.rewards.calibration; "
-            "print(warnings.filters == before)")
+    code = (
+        "import warnings, numpy, pandas, scipy.stats, scipy.special, PIL.Image, tqdm, torch; "
+        "before = list(warnings.filters); "
+        "import textnorm, textnorm.tia2, textnorm.stats.metrics, textnorm.rewards.calibration; "
+        "print(warnings.filters == before)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "True"

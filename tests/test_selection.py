@@ -12,8 +12,14 @@ def make_table(seed=0):
     for p in range(30):
         best = 2 if p % 3 else 0  # most prompts prefer param 2
         for param in range(3):
-            rows.append({"subset": "s", "prompt": f"p{p}", "param": param,
-                         "auroc": 0.7 + 0.1 * (param == best) + 0.01 * rng.random()})
+            rows.append(
+                {
+                    "subset": "s",
+                    "prompt": f"p{p}",
+                    "param": param,
+                    "auroc": 0.7 + 0.1 * (param == best) + 0.01 * rng.random(),
+                }
+            )
     return pd.DataFrame(rows)
 
 

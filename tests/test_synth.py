@@ -68,18 +68,37 @@ def test_annotators_agreement_in_tia2_range():
 
 
 def test_generator_trains_saves_and_loads(tmp_path):
-    log = train_generator(tmp_path / "gen", TrainConfig(steps=3, eval_every=3, eval_captions=4, threads=1),
-                          progress=False)
+    log = train_generator(
+        tmp_path / "gen", TrainConfig(steps=3, eval_every=3, eval_captions=4, threads=1), progress=False
+    )
     acc = log["eval"][-1]["heldout_gold_alignment"]
     # a share of 4 judged images (not, e.g., a pixel average): k / 4 for an integer k in 0..4
     assert log["eval"][-1]["step"] == 3 and acc * 4 in {0, 1, 2, 3, 4}
     pipe = SynthPipeline.from_pretrained(tmp_path / "gen")
-    a, b = pipe(["a red circle"] * 2, num_inference_steps=3, seed=5), pipe(["a red circle"] * 2, num_inference_steps=3, seed=5)
+    a, b = (
+        pipe(["a red circle"] * 2, num_inference_steps=3, seed=5),
+        pipe(["a red circle"] * 2, num_inference_steps=3, seed=5),
+    )
     assert a.shape == (2, 16, 16, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
-    images, table = benchmark.build(pipe, {"counting": ["a red circle"], "composition": ["a red circle and a blue square"]},
-                                    n_images=3, steps=3, progress=False)
-    assert {"subset", "prompt_id", "prompt", "image", "label_1", "label_2", "label_3", "aligned", "gold",
-            "split"} <= set(table.columns)
+    images, table = benchmark.build(
+        pipe,
+        {"counting": ["a red circle"], "composition": ["a red circle and a blue square"]},
+        n_images=3,
+        steps=3,
+        progress=False,
+    )
+    assert {
+        "subset",
+        "prompt_id",
+        "prompt",
+        "image",
+        "label_1",
+        "label_2",
+        "label_3",
+        "aligned",
+        "gold",
+        "split",
+    } <= set(table.columns)
     benchmark.save(tmp_path / "s.npz", images, table)
     images2, table2 = benchmark.load(tmp_path / "s.npz")
     assert np.array_equal(images, images2)

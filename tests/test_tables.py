@@ -16,8 +16,9 @@ def test_interval_and_with_intervals():
 
 
 def test_readable_names_and_transpose():
-    df = pd.DataFrame({"subset": ["counting", "composition"], "n_images": [3000, 6500],
-                       "kappa_category": [0.41234, 0.5]}).set_index("subset")
+    df = pd.DataFrame(
+        {"subset": ["counting", "composition"], "n_images": [3000, 6500], "kappa_category": [0.41234, 0.5]}
+    ).set_index("subset")
     out = tables.readable(df)
     assert list(out.columns) == ["images", "kappa (unsure a category)"] and out.index.name == "subset"
     assert out.iloc[0, 1] == 0.412
@@ -31,16 +32,30 @@ def test_one_colour_per_reward_everywhere():
     assert plots.base_reward("TextNorm(contrastive) [CV]") == "contrastive"
     assert plots.base_reward("TextNorm-minmax(preference) [CV]") == "preference"
     assert plots.base_reward("mean ensemble [CV]") == "mean ensemble"
-    assert plots.base_reward("TextNorm(mean)") == "mean ensemble" and plots.base_reward("CLIP (ViT-L)") == "CLIP (ViT-L)"
+    assert (
+        plots.base_reward("TextNorm(mean)") == "mean ensemble" and plots.base_reward("CLIP (ViT-L)") == "CLIP (ViT-L)"
+    )
     # a calibrated reward is a shade of its base reward, different from it and from the other proxy's
     tn = plots.color_of("TextNorm(contrastive)")
     assert tn not in (plots.color_of("contrastive"), plots.color_of("TextNorm(preference)"))
     assert plots.color_of("TextNorm(contrastive) [CV]") == tn
-    assert plots.color_of("something new") == plots.color_of("something new")   # stable
+    assert plots.color_of("something new") == plots.color_of("something new")  # stable
     # the rewards of one chapter never share a colour
-    chapter = ["gold", "contrastive", "preference", "TextNorm(contrastive) [CV]", "TextNorm(preference) [CV]",
-               "TextNorm-minmax(contrastive) [CV]", "TextNorm-minmax(preference) [CV]", "mean ensemble [CV]",
-               "UR ensemble [CV]", "raw ensemble", "TextNorm(mean)", "TextNorm(UR)", "base"]
+    chapter = [
+        "gold",
+        "contrastive",
+        "preference",
+        "TextNorm(contrastive) [CV]",
+        "TextNorm(preference) [CV]",
+        "TextNorm-minmax(contrastive) [CV]",
+        "TextNorm-minmax(preference) [CV]",
+        "mean ensemble [CV]",
+        "UR ensemble [CV]",
+        "raw ensemble",
+        "TextNorm(mean)",
+        "TextNorm(UR)",
+        "base",
+    ]
     colours = [plots.color_of(n) for n in chapter]
     assert len(set(colours)) == len(colours), dict(zip(chapter, colours))
     assert list(plots.palette(["gold", "gold", "preference"])) == ["gold", "preference"]

@@ -27,7 +27,10 @@ def test_image_table_shape(images):
 def test_exclusion_rule_counts(images):
     summary = tia2.prompt_summary(images)
     assert summary.groupby("subset").scorable.sum().to_dict() == {
-        "counting": 146, "composition": 295, "comprehensive": 84}
+        "counting": 146,
+        "composition": 295,
+        "comprehensive": 84,
+    }
     assert len(tia2.scorable_images(images)) == (146 + 295 + 84) * 50
 
 
@@ -43,8 +46,14 @@ def test_rules_reproduce_published_human_fractions(images, mirror):
 def test_label_rule_check_counts_matches_and_mismatches(images, mirror):
     pub = tia2.load_published_scores(mirror=mirror)
     check = tia2.label_rule_check(images, pub)
-    assert check == {"scorable_prompts": 525, "published_prompts": 525, "matched": 525, "max_abs_diff": 0.0,
-                     "only_ours": 0, "only_published": 0}
+    assert check == {
+        "scorable_prompts": 525,
+        "published_prompts": 525,
+        "matched": 525,
+        "max_abs_diff": 0.0,
+        "only_ours": 0,
+        "only_published": 0,
+    }
     # one prompt's published fraction moved by 0.02 (one image of 50), another prompt dropped
     first, second = pub.prompt.unique()[:2]
     bad = pub[pub.prompt != second].copy()
@@ -59,7 +68,11 @@ def test_published_scores_table(mirror):
     assert set(pub.model.unique()) == set(tia2.MODELS)
     assert len(pub) == (146 + 295 + 84) * 5
     variants = pub[pub.model == "textnorm"].groupby("subset", observed=True).variant.unique()
-    assert {k: list(v) for k, v in variants.items()} == {"counting": ["ur"], "composition": ["mean"], "comprehensive": ["ur"]}
+    assert {k: list(v) for k, v in variants.items()} == {
+        "counting": ["ur"],
+        "composition": ["mean"],
+        "comprehensive": ["ur"],
+    }
 
 
 def test_contrastive_prompts(mirror):

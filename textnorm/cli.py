@@ -82,20 +82,26 @@ def _cmd_score(args: argparse.Namespace) -> int:
         if args.contrastive == "published":
             contrastive, dropped = tia2.clean_contrastive(tia2.load_contrastive_prompts(args.subset, **_source(args)))
             if dropped["sets"]:
-                print(f"published contrastive sets of {args.subset}: dropped {dropped['duplicates']} repeated prompts and "
-                      f"{dropped['self']} copies of the prompt itself from {dropped['sets']} sets")
+                print(
+                    f"published contrastive sets of {args.subset}: dropped {dropped['duplicates']} repeated prompts and "
+                    f"{dropped['self']} copies of the prompt itself from {dropped['sets']} sets"
+                )
         else:
-            rule = {"counting": prompt_rules.counting_contrastive,
-                    "composition": prompt_rules.composition_contrastive}.get(args.subset)
+            rule = {
+                "counting": prompt_rules.counting_contrastive,
+                "composition": prompt_rules.composition_contrastive,
+            }.get(args.subset)
             if rule is None:
-                raise CLIError(f"no rule-based contrastive prompts for subset {args.subset!r}; "
-                               "use --contrastive published")
+                raise CLIError(
+                    f"no rule-based contrastive prompts for subset {args.subset!r}; use --contrastive published"
+                )
             contrastive = {p: rule(p) for p in images["prompt"].unique()}
     scoring.check_images(args.images, list(images["image"]))  # fail before loading any model
     dtype = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[args.dtype]
     reward = load_reward(args.reward, args.model, device=args.device, dtype=dtype, batch_size=args.batch_size)
-    table = scoring.score_table(reward, images, args.images, contrastive, temperature=args.temperature,
-                                progress=not args.quiet)
+    table = scoring.score_table(
+        reward, images, args.images, contrastive, temperature=args.temperature, progress=not args.quiet
+    )
     atomic_write(args.out, lambda f: table.to_csv(f, index=False))
     print(f"wrote {len(table)} rows to {args.out}")
     return 0
@@ -128,12 +134,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     atomic_write(args.out, lambda f: f.write(json.dumps(layout, indent=1).encode()))
     scored = cov[cov.n_scored > 0]
     part = int((scored.n_scored < scored.n_images).sum())
-    print(f"coverage: {len(scored)} of {len(cov)} {subset} prompts scored ({int(scored.n_scored.sum())} images); "
-          + (f"{part} prompts PARTLY scored (their metrics use the scored images only; 'coverage' in the JSON)"
-             if part else "every scored prompt complete"))
+    print(
+        f"coverage: {len(scored)} of {len(cov)} {subset} prompts scored ({int(scored.n_scored.sum())} images); "
+        + (
+            f"{part} prompts PARTLY scored (their metrics use the scored images only; 'coverage' in the JSON)"
+            if part
+            else "every scored prompt complete"
+        )
+    )
     models = ", ".join(table["model"].unique()) if len(table) else "none"
-    print(f"wrote metrics of {len(layout)} prompts ({models}) to {args.out} "
-          f"(prompts whose images share one verdict are left out)")
+    print(
+        f"wrote metrics of {len(layout)} prompts ({models}) to {args.out} "
+        f"(prompts whose images share one verdict are left out)"
+    )
     return 0
 
 
@@ -144,13 +157,21 @@ def _cmd_train_generator(args: argparse.Namespace) -> int:
     from textnorm.synth.train import TrainConfig, train_generator
 
     _check_out(args.out, overwrite=args.overwrite, folder=True)
-    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                      eval_every=args.eval_every, threads=args.threads)
+    cfg = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        eval_every=args.eval_every,
+        threads=args.threads,
+    )
     log = train_generator(args.out, cfg, progress=not args.quiet)
     manifest.record(args.out, "textnorm train-generator", asdict(cfg))
     last = log["eval"][-1]
-    print(f"saved {args.out}: held-out gold alignment {last['heldout_gold_alignment']:.3f} "
-          f"after {last['step']} steps ({last['seconds']:.0f} s)")
+    print(
+        f"saved {args.out}: held-out gold alignment {last['heldout_gold_alignment']:.3f} "
+        f"after {last['step']} steps ({last['seconds']:.0f} s)"
+    )
     return 0
 
 
@@ -174,18 +195,27 @@ def _cmd_build_synth(args: argparse.Namespace) -> int:
     from textnorm.synth.generator import SynthPipeline
 
     if not args.out.endswith(".npz"):
-        args.out += ".npz"   # what numpy writes; checked and recorded under the real name
+        args.out += ".npz"  # what numpy writes; checked and recorded under the real name
     _check_out(args.out, inputs=(args.generator,), overwrite=args.overwrite)
     torch.set_num_threads(args.threads)
     pipe = SynthPipeline.from_pretrained(args.generator)
     prompts = benchmark.choose_prompts(args.composition_prompts, seed=args.seed)
     images, table = benchmark.build(pipe, prompts, n_images=args.images, seed=args.seed, progress=not args.quiet)
     benchmark.save(args.out, images, table)
-    manifest.record(args.out, "textnorm build-synth-benchmark",
-                    {"generator": args.generator, "images": args.images, "composition_prompts": args.composition_prompts,
-                     "seed": args.seed})
-    print(f"wrote {len(table)} images of {table.prompt.nunique()} prompts to {args.out}; "
-          f"gold alignment {table.gold.mean():.3f}")
+    manifest.record(
+        args.out,
+        "textnorm build-synth-benchmark",
+        {
+            "generator": args.generator,
+            "images": args.images,
+            "composition_prompts": args.composition_prompts,
+            "seed": args.seed,
+        },
+    )
+    print(
+        f"wrote {len(table)} images of {table.prompt.nunique()} prompts to {args.out}; "
+        f"gold alignment {table.gold.mean():.3f}"
+    )
     return 0
 
 
@@ -201,11 +231,13 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     metrics = finetune(cfg, out=args.out, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
     from accelerate import PartialState
 
-    if not PartialState().is_main_process:   # under accelerate launch one process reports
+    if not PartialState().is_main_process:  # under accelerate launch one process reports
         return 0
     last = metrics[-1] if metrics else {}
-    print(f"{len(metrics)} steps; last: " + ", ".join(f"{k}={v:.4g}" for k, v in last.items()
-                                                      if k != "step" and isinstance(v, float)))
+    print(
+        f"{len(metrics)} steps; last: "
+        + ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k != "step" and isinstance(v, float))
+    )
     print(f"metrics and checkpoint in {args.out}")
     return 0
 
@@ -222,8 +254,13 @@ def _add_config_options(p: argparse.ArgumentParser, cls) -> None:
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
         if hint == list[str]:
-            p.add_argument("--" + f.name.rstrip("s").replace("_", "-"), dest=f.name, action="append", default=[],
-                           help=f.metadata.get("help", ""))
+            p.add_argument(
+                "--" + f.name.rstrip("s").replace("_", "-"),
+                dest=f.name,
+                action="append",
+                default=[],
+                help=f.metadata.get("help", ""),
+            )
             continue
         base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
         p.add_argument(flag, type=base, default=f.default, **kwargs)
@@ -238,36 +275,57 @@ def build_parser() -> argparse.ArgumentParser:
     mirror_help = f"offline folder with the TIA2 files (default: ${data.ENV_MIRROR}, else download)"
 
     p = sub.add_parser(
-        "fetch", help="download and sha256-verify the TIA2 files (or check an offline mirror)",
+        "fetch",
+        help="download and sha256-verify the TIA2 files (or check an offline mirror)",
         description=(
             f"Download the nine TIA2 JSON files from {data.TIA2_REPO} at commit {data.TIA2_COMMIT} "
             f"and verify their sha256. With --mirror (or ${data.ENV_MIRROR}) the files are read "
-            "from that folder instead and only verified."))
+            "from that folder instead and only verified."
+        ),
+    )
     p.add_argument("--mirror", default=None, help=mirror_help)
-    p.add_argument("--cache", default=None,
-                   help=f"download folder (default: ${data.ENV_CACHE} or data/tia2 in the repository)")
+    p.add_argument(
+        "--cache", default=None, help=f"download folder (default: ${data.ENV_CACHE} or data/tia2 in the repository)"
+    )
     p.add_argument("--url", default=None, help="base URL to download from (default: the pinned upstream commit)")
-    p.add_argument("--subset", nargs="+", default=list(data.SUBSETS), choices=data.SUBSETS,
-                   help="subsets to fetch (default: all three)")
+    p.add_argument(
+        "--subset",
+        nargs="+",
+        default=list(data.SUBSETS),
+        choices=data.SUBSETS,
+        help="subsets to fetch (default: all three)",
+    )
     p.set_defaults(func=_cmd_fetch)
 
     p = sub.add_parser(
-        "score", help="score a folder of TIA2 images with a reward model into a CSV",
-        description=("Score every annotated image of a TIA2 subset (files named as in the annotations, "
-                     "image_<prompt>_<i>_<j>.jpg) against its prompt. With --textnorm, also against the "
-                     "prompt's contrastive prompts, adding the TextNorm probability column."))
+        "score",
+        help="score a folder of TIA2 images with a reward model into a CSV",
+        description=(
+            "Score every annotated image of a TIA2 subset (files named as in the annotations, "
+            "image_<prompt>_<i>_<j>.jpg) against its prompt. With --textnorm, also against the "
+            "prompt's contrastive prompts, adding the TextNorm probability column."
+        ),
+    )
     p.add_argument("--images", required=True, help="folder holding the subset's images")
     p.add_argument("--subset", required=True, choices=data.SUBSETS)
     p.add_argument("--reward", required=True, help="registered reward: clip, pickscore, blip2, blip2_itc, imagereward")
     p.add_argument("--model", default=None, help="hub id or local folder of the weights (default: the released model)")
     p.add_argument("--out", required=True, help="CSV to write (written only when scoring succeeded)")
     p.add_argument("--textnorm", action="store_true", help="add the TextNorm-calibrated reward")
-    p.add_argument("--contrastive", choices=["published", "rules"], default="published",
-                   help="contrastive prompt sets: the published TIA2 sets or our rule-based generator")
+    p.add_argument(
+        "--contrastive",
+        choices=["published", "rules"],
+        default="published",
+        help="contrastive prompt sets: the published TIA2 sets or our rule-based generator",
+    )
     p.add_argument("--temperature", type=float, default=1.0, help="TextNorm softmax temperature")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda or cuda:1")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
-                   help="weights / autocast precision (half precision on GPUs only)")
+    p.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "float16", "bfloat16"],
+        help="weights / autocast precision (half precision on GPUs only)",
+    )
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--limit-prompts", type=int, default=0, help="score only the first N prompts (0: all)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
@@ -276,25 +334,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_score)
 
     p = sub.add_parser(
-        "evaluate", help="per-image scores -> per-prompt metrics JSON (published layout)",
-        description=("Join a scores CSV (column 'image', optional 'subset', numeric score columns) with the "
-                     "TIA2 labels and compute AUROC, AUPRC, AP@5/10/25, Spearman and Kendall per prompt, "
-                     "written as {prompt: {'human': ..., <column>: {...}}} like the published files."))
+        "evaluate",
+        help="per-image scores -> per-prompt metrics JSON (published layout)",
+        description=(
+            "Join a scores CSV (column 'image', optional 'subset', numeric score columns) with the "
+            "TIA2 labels and compute AUROC, AUPRC, AP@5/10/25, Spearman and Kendall per prompt, "
+            "written as {prompt: {'human': ..., <column>: {...}}} like the published files."
+        ),
+    )
     p.add_argument("--scores", required=True, help="CSV from `textnorm score` (or any with an image column)")
     p.add_argument("--subset", default=None, choices=data.SUBSETS, help="default: the CSV's subset column")
     p.add_argument("--column", nargs="*", default=None, help="score columns to evaluate (default: all numeric)")
     p.add_argument("--out", required=True, help="JSON file to write")
-    p.add_argument("--partial", action="store_true",
-                   help="evaluate prompts of which only some images are scored (default: refuse them); "
-                        "such prompts get 'coverage': [scored, annotated] in the JSON")
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="evaluate prompts of which only some images are scored (default: refuse them); "
+        "such prompts get 'coverage': [scored, annotated] in the JSON",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--mirror", default=None, help=mirror_help)
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(
-        "train-generator", help="train the synthetic world's text-to-image model from scratch (CPU)",
+        "train-generator",
+        help="train the synthetic world's text-to-image model from scratch (CPU)",
         description="Train the pixel-space diffusion generator of the synthetic world on freshly rendered "
-                    "scenes of the training captions and save it as a diffusers pipeline folder.")
+        "scenes of the training captions and save it as a diffusers pipeline folder.",
+    )
     p.add_argument("--out", default="data/synth/generator", help="output folder (default: %(default)s)")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=64)
@@ -306,9 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace what --out holds (e.g. the shipped artifact)")
     p.set_defaults(func=_cmd_train_generator)
 
-    p = sub.add_parser("train-proxy", help="train a proxy reward model of the synthetic world",
-                       description="Train the contrastive (weak at counting) or the preference (likes large "
-                                   "objects) proxy reward; saved as a CLIP model folder for the reward registry.")
+    p = sub.add_parser(
+        "train-proxy",
+        help="train a proxy reward model of the synthetic world",
+        description="Train the contrastive (weak at counting) or the preference (likes large "
+        "objects) proxy reward; saved as a CLIP model folder for the reward registry.",
+    )
     p.add_argument("--kind", choices=["contrastive", "preference"], required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--steps", type=int, default=1500)
@@ -318,10 +388,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace what --out holds (e.g. the shipped artifact)")
     p.set_defaults(func=_cmd_train_proxy)
 
-    p = sub.add_parser("build-synth-benchmark", help="sample TIA2-synth: prompts x images x 3 simulated labels",
-                       description="Sample images of the base generator for every counting caption and held-out "
-                                   "composition captions, label them with three simulated annotators and the gold "
-                                   "judge, and save the images and table (.npz).")
+    p = sub.add_parser(
+        "build-synth-benchmark",
+        help="sample TIA2-synth: prompts x images x 3 simulated labels",
+        description="Sample images of the base generator for every counting caption and held-out "
+        "composition captions, label them with three simulated annotators and the gold "
+        "judge, and save the images and table (.npz).",
+    )
     p.add_argument("--generator", default="data/synth/generator")
     p.add_argument("--out", default="data/synth/tia2_synth.npz")
     p.add_argument("--images", type=int, default=50, help="images per prompt")
@@ -333,12 +406,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_build_synth)
 
     p = sub.add_parser(
-        "finetune", help="fine-tune a diffusion model against a reward (reward-weighted SFT or DDPO)",
+        "finetune",
+        help="fine-tune a diffusion model against a reward (reward-weighted SFT or DDPO)",
         description="Fine-tune the synthetic generator or any StableDiffusionPipeline-family model (hub id or "
-                    "folder) against a reward: gold, raw:PATH, textnorm:PATH, textnorm-mean:P1,P2, textnorm-ur:P1,P2. "
-                    "Writes metrics.json, state.json and checkpoint.pt to --out; --resume continues a run exactly "
-                    "(with the same settings but --steps). "
-                    "Multi-GPU: accelerate launch -m textnorm.cli finetune ...")
+        "folder) against a reward: gold, raw:PATH, textnorm:PATH, textnorm-mean:P1,P2, textnorm-ur:P1,P2. "
+        "Writes metrics.json, state.json and checkpoint.pt to --out; --resume continues a run exactly "
+        "(with the same settings but --steps). "
+        "Multi-GPU: accelerate launch -m textnorm.cli finetune ...",
+    )
     from textnorm.finetune.config import FinetuneConfig
 
     _add_config_options(p, FinetuneConfig)

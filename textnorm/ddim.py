@@ -37,18 +37,18 @@ from dataclasses import dataclass
 
 import torch
 
-EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]   # (x_t, t) -> model output
+EpsFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (x_t, t) -> model output
 
 
 @dataclass(frozen=True)
 class Chain:
     """The T steps of a DDIM sampler: timesteps and the cumulative alphas each step moves between."""
 
-    timesteps: torch.Tensor      # (T,) int64, first (noisiest) to last
-    alpha: torch.Tensor          # (T,) float32, a_t
-    alpha_prev: torch.Tensor     # (T,) float32, a_s
+    timesteps: torch.Tensor  # (T,) int64, first (noisiest) to last
+    alpha: torch.Tensor  # (T,) float32, a_t
+    alpha_prev: torch.Tensor  # (T,) float32, a_s
     prediction_type: str
-    clip_range: float | None     # None: no clipping of x0_hat
+    clip_range: float | None  # None: no clipping of x0_hat
 
     @classmethod
     def from_scheduler(cls, scheduler, steps: int) -> Chain:
@@ -78,7 +78,7 @@ class Chain:
         """Standard deviation of step i (a 0-d float32 tensor, as the scheduler computes it)."""
         a_t, a_s = self.alpha[i], self.alpha_prev[i]
         variance = ((1 - a_s) / (1 - a_t)) * (1 - a_t / a_s)
-        return eta * variance ** 0.5
+        return eta * variance**0.5
 
     def stochastic(self, eta: float) -> list[int]:
         """Indices of the steps with sigma > 0: the only ones with a log-probability."""
@@ -89,21 +89,22 @@ class Chain:
         a_t, a_s = self.alpha[i], self.alpha_prev[i]
         beta_t = 1 - a_t
         if self.prediction_type == "epsilon":
-            x0 = (x - beta_t ** 0.5 * model_output) / a_t ** 0.5
+            x0 = (x - beta_t**0.5 * model_output) / a_t**0.5
             eps = model_output
         elif self.prediction_type == "sample":
             x0 = model_output
-            eps = (x - a_t ** 0.5 * x0) / beta_t ** 0.5
+            eps = (x - a_t**0.5 * x0) / beta_t**0.5
         else:  # v_prediction
-            x0 = (a_t ** 0.5) * x - (beta_t ** 0.5) * model_output
-            eps = (a_t ** 0.5) * model_output + (beta_t ** 0.5) * x
+            x0 = (a_t**0.5) * x - (beta_t**0.5) * model_output
+            eps = (a_t**0.5) * model_output + (beta_t**0.5) * x
         if self.clip_range is not None:
             x0 = x0.clamp(-self.clip_range, self.clip_range)
         std = self.sigma(i, eta)
-        return a_s ** 0.5 * x0 + (1 - a_s - std ** 2) ** 0.5 * eps
+        return a_s**0.5 * x0 + (1 - a_s - std**2) ** 0.5 * eps
 
-    def step(self, i: int, model_output: torch.Tensor, x: torch.Tensor, eta: float,
-             noise: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(
+        self, i: int, model_output: torch.Tensor, x: torch.Tensor, eta: float, noise: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(x_s, mean) for step i; ``noise`` is z (required when sigma > 0)."""
         mean = self.mean(i, model_output, x, eta)
         std = self.sigma(i, eta)
@@ -118,7 +119,7 @@ class Chain:
         std = float(self.sigma(i, eta))
         if std == 0:
             raise ValueError(f"step {i} is deterministic (sigma 0): it has no log-probability")
-        lp = -((x_prev.detach() - mean) ** 2) / (2 * std ** 2) - math.log(std) - 0.5 * math.log(2 * math.pi)
+        lp = -((x_prev.detach() - mean) ** 2) / (2 * std**2) - math.log(std) - 0.5 * math.log(2 * math.pi)
         return lp.flatten(1).sum(1)
 
     def kl(self, i: int, mean: torch.Tensor, ref_mean: torch.Tensor, eta: float) -> torch.Tensor:
@@ -126,14 +127,14 @@ class Chain:
         std = float(self.sigma(i, eta))
         if std == 0:
             raise ValueError(f"step {i} is deterministic (sigma 0): it has no KL")
-        return ((mean - ref_mean) ** 2).flatten(1).sum(1) / (2 * std ** 2)
+        return ((mean - ref_mean) ** 2).flatten(1).sum(1) / (2 * std**2)
 
 
 @dataclass
 class Trajectory:
-    latents: torch.Tensor        # (T + 1, n, *shape): x_T ... x_0
-    log_probs: torch.Tensor      # (T, n): log-probability of each step (NaN for deterministic steps)
-    means: torch.Tensor          # (T, n, *shape): the sampling policy's step means
+    latents: torch.Tensor  # (T + 1, n, *shape): x_T ... x_0
+    log_probs: torch.Tensor  # (T, n): log-probability of each step (NaN for deterministic steps)
+    means: torch.Tensor  # (T, n, *shape): the sampling policy's step means
     eta: float
 
     @property
@@ -141,8 +142,15 @@ class Trajectory:
         return self.latents[-1]
 
 
-def sample(eps_fn: EpsFn, chain: Chain, x: torch.Tensor, eta: float, generator: torch.Generator,
-           record: bool = True, rows: tuple[int, slice] | None = None) -> Trajectory:
+def sample(
+    eps_fn: EpsFn,
+    chain: Chain,
+    x: torch.Tensor,
+    eta: float,
+    generator: torch.Generator,
+    record: bool = True,
+    rows: tuple[int, slice] | None = None,
+) -> Trajectory:
     """Run the chain from x_T = ``x``. With eta > 0 one N(0, I) draw per step comes from
     ``generator`` (on the CPU, so a seed gives the same images on every device); with eta = 0
     nothing is drawn. ``record=False`` keeps only x_0 (cheaper for plain sampling).
@@ -153,13 +161,15 @@ def sample(eps_fn: EpsFn, chain: Chain, x: torch.Tensor, eta: float, generator: 
     total, sl = rows if rows is not None else (x.shape[0], slice(None))
     for i, t in enumerate(chain.timesteps):
         out = eps_fn(x, t.to(x.device))
-        noise = (torch.randn((total, *x.shape[1:]), generator=generator)[sl].to(x.device, x.dtype)
-                 if eta > 0 else None)
+        noise = torch.randn((total, *x.shape[1:]), generator=generator)[sl].to(x.device, x.dtype) if eta > 0 else None
         x_prev, mean = chain.step(i, out, x, eta, noise)
         if record:
             stochastic = float(chain.sigma(i, eta)) > 0
-            lps.append(chain.log_prob(i, x_prev, mean, eta) if stochastic
-                       else torch.full((x.shape[0],), float("nan"), device=x.device))
+            lps.append(
+                chain.log_prob(i, x_prev, mean, eta)
+                if stochastic
+                else torch.full((x.shape[0],), float("nan"), device=x.device)
+            )
             lats.append(x_prev)
             means.append(mean)
         x = x_prev

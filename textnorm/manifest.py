@@ -25,9 +25,13 @@ def record(artifact: str | Path, command: str, params: dict, manifest: str | Pat
         return None
     rel = artifact.relative_to(root).as_posix() if artifact.is_relative_to(root) else str(artifact)
     files = [artifact] if artifact.is_file() else sorted(p for p in artifact.rglob("*") if p.is_file())
-    entry = {"command": command, "params": params,
-             "files": {p.relative_to(artifact if artifact.is_dir() else artifact.parent).as_posix(): _sha256(p)
-                       for p in files}}
+    entry = {
+        "command": command,
+        "params": params,
+        "files": {
+            p.relative_to(artifact if artifact.is_dir() else artifact.parent).as_posix(): _sha256(p) for p in files
+        },
+    }
     path = Path(manifest) if manifest else root / "data" / "MANIFEST.json"
     data = json.loads(path.read_text()) if path.exists() else {}
     data[rel] = entry

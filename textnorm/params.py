@@ -39,7 +39,7 @@ def _is_number(v) -> bool:
         return False
     try:
         return math.isfinite(v)
-    except OverflowError:   # an int too large for a float
+    except OverflowError:  # an int too large for a float
         return False
 
 
@@ -82,15 +82,17 @@ def nonempty_list_of(rule_or_options) -> Rule:
         bad = [x for x in v if rule(x)]
         if bad:
             return f"a list whose items are each {rule(bad[0])} ({bad[0]!r} is not)"
-        if any(a == b for i, a in enumerate(v) for b in v[i + 1:]):   # 1 == 1.0 == True, 0.0 == -0.0
+        if any(a == b for i, a in enumerate(v) for b in v[i + 1 :]):  # 1 == 1.0 == True, 0.0 == -0.0
             return "a list without repeated items"
         return None
+
     return check
 
 
 def existing_path(root: str | Path = ".", empty_ok: bool = False, kind: str = "any") -> Rule:
     """A path that exists (relative paths from ``root``): a file (``kind="file"``), a folder
     (``"folder"``) or either; "" allowed when ``empty_ok``."""
+
     def check(v) -> str | None:
         if empty_ok and v == "":
             return None
@@ -100,4 +102,5 @@ def existing_path(root: str | Path = ".", empty_ok: bool = False, kind: str = "a
         ok = {"any": path.exists(), "file": path.is_file(), "folder": path.is_dir()}[kind]
         what = {"any": "file or folder", "file": "file", "folder": "folder"}[kind]
         return None if ok else f"an existing {what} (not found from {root})"
+
     return check

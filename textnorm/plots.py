@@ -29,12 +29,12 @@ BASE_COLORS: dict[str, str] = {
     "BLIP-2": "#E69F00",
     "ImageReward": "#CC79A7",
     "PickScore": "#F0E442",
-    "mean ensemble": "#009E73",   # TIA2's published TextNorm is the paper's ensemble: the same colour
+    "mean ensemble": "#009E73",  # TIA2's published TextNorm is the paper's ensemble: the same colour
     "UR ensemble": "#8C564B",
     "raw ensemble": "#999933",
     "base": "#7F7F7F",
 }
-VERDICT_COLORS = {True: "#009E73", False: "#D55E00"}   # the judge's frame: aligned / not aligned
+VERDICT_COLORS = {True: "#009E73", False: "#D55E00"}  # the judge's frame: aligned / not aligned
 FONT_SIZE = 10
 
 
@@ -79,12 +79,23 @@ def palette(names: Iterable[str]) -> dict[str, str]:
 
 def style() -> None:
     """Matplotlib defaults for the book: fonts of at least 9 pt, light grid, no top/right spines."""
-    mpl.rcParams.update({
-        "font.size": FONT_SIZE, "axes.titlesize": FONT_SIZE + 1, "axes.labelsize": FONT_SIZE,
-        "xtick.labelsize": 9, "ytick.labelsize": 9, "legend.fontsize": 9, "legend.title_fontsize": 9,
-        "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
-        "figure.dpi": 100, "savefig.bbox": "tight",
-    })
+    mpl.rcParams.update(
+        {
+            "font.size": FONT_SIZE,
+            "axes.titlesize": FONT_SIZE + 1,
+            "axes.labelsize": FONT_SIZE,
+            "xtick.labelsize": 9,
+            "ytick.labelsize": 9,
+            "legend.fontsize": 9,
+            "legend.title_fontsize": 9,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "figure.dpi": 100,
+            "savefig.bbox": "tight",
+        }
+    )
 
 
 def legend_outside(ax, title: str | None = None) -> None:
@@ -92,8 +103,14 @@ def legend_outside(ax, title: str | None = None) -> None:
     ax.legend(title=title, bbox_to_anchor=(1.02, 1), loc="upper left", borderaxespad=0)
 
 
-def image_grid(images: np.ndarray, verdicts: Sequence[bool], cols: int, row_labels: Sequence[str] = (),
-               col_labels: Sequence[str] = (), cell: float = 1.1):
+def image_grid(
+    images: np.ndarray,
+    verdicts: Sequence[bool],
+    cols: int,
+    row_labels: Sequence[str] = (),
+    col_labels: Sequence[str] = (),
+    cell: float = 1.1,
+):
     """Images in rows of ``cols``, each framed by the judge's verdict (green: matches its caption,
     orange: does not); optional labels left of each row and above each column. Returns the figure."""
     import matplotlib.pyplot as plt
@@ -104,8 +121,9 @@ def image_grid(images: np.ndarray, verdicts: Sequence[bool], cols: int, row_labe
     if len(images) % cols:
         raise ValueError(f"{len(images)} images do not fill rows of {cols}")
     rows = len(images) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * cell + (1.8 if row_labels else 0), rows * cell + 0.4),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(cols * cell + (1.8 if row_labels else 0), rows * cell + 0.4), squeeze=False
+    )
     for k, ax in enumerate(axes.flat):
         ax.imshow(images[k], interpolation="nearest")
         ax.set_xticks([]), ax.set_yticks([])

@@ -14,21 +14,51 @@ import pandas as pd
 
 # identifiers -> what a reader should see (columns and index names)
 NAMES: dict[str, str] = {
-    "n_images": "images", "n_prompts": "prompts", "prompts": "prompts", "scorable": "scorable prompts",
-    "images": "images", "aligned_fraction": "aligned fraction", "aligned_rate": "aligned (2 of 3)",
-    "kappa_category": "kappa (unsure a category)", "kappa_drop": "kappa (unsure dropped)",
-    "kappa_negative": "kappa (unsure = no)", "unanimous": "unanimous", "unsure_rate": "unsure labels",
-    "label_positive_rate": "labels 'aligned'", "verdict_equals_gold": "verdict = gold",
-    "mean_diff": "mean difference", "wins": "wins", "losses": "losses", "p_value": "p",
-    "p_holm": "p (Holm, family)", "p_holm_all": "p (Holm, all)", "versus": "versus",
-    "auroc": "AUROC", "auprc": "AUPRC", "ap5": "AP@5", "ap10": "AP@10", "ap25": "AP@25",
-    "spearman": "Spearman", "kendall": "Kendall", "subset": "subset", "model": "reward", "reward": "reward",
-    "accepts_own_caption": "accepts its own caption", "accepts_other_caption": "accepts another caption",
-    "noise": "pixel noise (SD)", "gold_alignment": "gold alignment", "captions": "captions",
-    "fleiss_kappa": "Fleiss' kappa", "kripp_alpha_unsure_category": "Krippendorff's alpha (unsure a category)",
-    "kripp_alpha_unsure_missing": "Krippendorff's alpha (unsure missing)", "win_rate": "win rate",
-    "n_exact": "judgments (exact)", "n_normal_approx": "judgments (normal approx.)",
-    "n_with_ties_like_this_study": "judgments with this study's ties", "alpha": "level", "power": "power",
+    "n_images": "images",
+    "n_prompts": "prompts",
+    "prompts": "prompts",
+    "scorable": "scorable prompts",
+    "images": "images",
+    "aligned_fraction": "aligned fraction",
+    "aligned_rate": "aligned (2 of 3)",
+    "kappa_category": "kappa (unsure a category)",
+    "kappa_drop": "kappa (unsure dropped)",
+    "kappa_negative": "kappa (unsure = no)",
+    "unanimous": "unanimous",
+    "unsure_rate": "unsure labels",
+    "label_positive_rate": "labels 'aligned'",
+    "verdict_equals_gold": "verdict = gold",
+    "mean_diff": "mean difference",
+    "wins": "wins",
+    "losses": "losses",
+    "p_value": "p",
+    "p_holm": "p (Holm, family)",
+    "p_holm_all": "p (Holm, all)",
+    "versus": "versus",
+    "auroc": "AUROC",
+    "auprc": "AUPRC",
+    "ap5": "AP@5",
+    "ap10": "AP@10",
+    "ap25": "AP@25",
+    "spearman": "Spearman",
+    "kendall": "Kendall",
+    "subset": "subset",
+    "model": "reward",
+    "reward": "reward",
+    "accepts_own_caption": "accepts its own caption",
+    "accepts_other_caption": "accepts another caption",
+    "noise": "pixel noise (SD)",
+    "gold_alignment": "gold alignment",
+    "captions": "captions",
+    "fleiss_kappa": "Fleiss' kappa",
+    "kripp_alpha_unsure_category": "Krippendorff's alpha (unsure a category)",
+    "kripp_alpha_unsure_missing": "Krippendorff's alpha (unsure missing)",
+    "win_rate": "win rate",
+    "n_exact": "judgments (exact)",
+    "n_normal_approx": "judgments (normal approx.)",
+    "n_with_ties_like_this_study": "judgments with this study's ties",
+    "alpha": "level",
+    "power": "power",
 }
 
 
@@ -52,8 +82,9 @@ def bracket(low: float, high: float, digits: int = 3) -> str:
     return f"[{low:.{digits}f}, {high:.{digits}f}]"
 
 
-def with_intervals(df: pd.DataFrame, spec: Mapping[str, tuple[str, str, str]], digits: int = 3,
-                   signed: bool = False) -> pd.DataFrame:
+def with_intervals(
+    df: pd.DataFrame, spec: Mapping[str, tuple[str, str, str]], digits: int = 3, signed: bool = False
+) -> pd.DataFrame:
     """Replace each (mean, low, high) column triple by one text column named by ``spec``'s key."""
     out = df.copy()
     for label, (m, lo, hi) in spec.items():
@@ -62,8 +93,13 @@ def with_intervals(df: pd.DataFrame, spec: Mapping[str, tuple[str, str, str]], d
     return out.drop(columns=[c for c in out.columns if c in drop])
 
 
-def readable(df: pd.DataFrame, rename: Mapping[str, str] | None = None, keep: Sequence[str] | None = None,
-             digits: int = 3, transpose: bool = False) -> pd.DataFrame:
+def readable(
+    df: pd.DataFrame,
+    rename: Mapping[str, str] | None = None,
+    keep: Sequence[str] | None = None,
+    digits: int = 3,
+    transpose: bool = False,
+) -> pd.DataFrame:
     """Columns (and index levels) renamed for readers; floats rounded to ``digits``; optionally only
     the ``keep`` columns, in that order (identifiers, before renaming). ``transpose``: one column
     per row of ``df`` (for a few rows of many measures); values become text first, so that an
@@ -79,8 +115,9 @@ def readable(df: pd.DataFrame, rename: Mapping[str, str] | None = None, keep: Se
         return readable(text, rename=rename, digits=digits).T
     mapping = {c: (rename or {}).get(c, name(c)) if isinstance(c, str) else c for c in out.columns}
     out = out.rename(columns=mapping).round(digits)
-    out.index = out.index.set_names([(rename or {}).get(n, name(n)) if isinstance(n, str) else n
-                                     for n in out.index.names])
+    out.index = out.index.set_names(
+        [(rename or {}).get(n, name(n)) if isinstance(n, str) else n for n in out.index.names]
+    )
     if isinstance(out.columns, pd.MultiIndex):
         out.columns = out.columns.set_names([name(n) if isinstance(n, str) else n for n in out.columns.names])
     elif isinstance(out.columns.name, str):

@@ -46,17 +46,43 @@ def clip_config(kind: str = "tiny", image_size: int = 32):
     tok = clip_tokenizer()
     if kind == "tiny":
         # the text pooler reads the state at the first eos_token_id: it must be the tokenizer's
-        text = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                    vocab_size=len(tok.get_vocab()), max_position_embeddings=77,
-                    eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id, pad_token_id=tok.pad_token_id)
-        vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                      image_size=image_size, patch_size=8)
+        text = dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            vocab_size=len(tok.get_vocab()),
+            max_position_embeddings=77,
+            eos_token_id=tok.eos_token_id,
+            bos_token_id=tok.bos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+        vision = dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=image_size,
+            patch_size=8,
+        )
         return CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)
     if kind == "vit-l-14":
-        text = dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                    vocab_size=49408, max_position_embeddings=77)
-        vision = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
-                      image_size=224, patch_size=14)
+        text = dict(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            vocab_size=49408,
+            max_position_embeddings=77,
+        )
+        vision = dict(
+            hidden_size=1024,
+            intermediate_size=4096,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            image_size=224,
+            patch_size=14,
+        )
         return CLIPConfig(text_config=text, vision_config=vision, projection_dim=768)
     raise ValueError(f"unknown CLIP size {kind!r}")
 
@@ -70,9 +96,10 @@ def save_clip(folder: str | Path, kind: str = "tiny", seed: int = 0) -> Path:
     config = clip_config(kind)
     CLIPModel(config).save_pretrained(folder)
     size = config.vision_config.image_size
-    processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": size},
-                                                                 crop_size={"height": size, "width": size}),
-                              tokenizer=clip_tokenizer())
+    processor = CLIPProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}),
+        tokenizer=clip_tokenizer(),
+    )
     processor.save_pretrained(folder)
     return folder
 
@@ -86,21 +113,44 @@ def save_blip2(folder: str | Path, seed: int = 0) -> Path:
     tokenizer = BertTokenizer(str(vocab))
     torch.manual_seed(seed)
     config = Blip2Config(
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=32, patch_size=8),
-        qformer_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                            vocab_size=len(tokenizer), encoder_hidden_size=32, use_qformer_text_input=True,
-                            max_position_embeddings=64),
-        num_query_tokens=4, image_text_hidden_size=16)
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            image_size=32,
+            patch_size=8,
+        ),
+        qformer_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            vocab_size=len(tokenizer),
+            encoder_hidden_size=32,
+            use_qformer_text_input=True,
+            max_position_embeddings=64,
+        ),
+        num_query_tokens=4,
+        image_text_hidden_size=16,
+    )
     Blip2ForImageTextRetrieval(config).save_pretrained(folder)
     image_processor = BlipImageProcessor(size={"height": 32, "width": 32})
     Blip2Processor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
     return folder
 
 
-def imagereward_original_state_dict(width: int = 64, depth: int = 2, patch: int = 8, image_size: int = 32,
-                                    text_hidden: int = 32, text_layers: int = 2, vocab_size: int = 100,
-                                    max_positions: int = 40, seed: int = 0) -> dict[str, torch.Tensor]:
+def imagereward_original_state_dict(
+    width: int = 64,
+    depth: int = 2,
+    patch: int = 8,
+    image_size: int = 32,
+    text_hidden: int = 32,
+    text_layers: int = 2,
+    vocab_size: int = 100,
+    max_positions: int = 40,
+    seed: int = 0,
+) -> dict[str, torch.Tensor]:
     """Random weights under the key names of the released ImageReward.pt (BLIP's own naming)."""
     g = torch.Generator().manual_seed(seed)
 
@@ -153,10 +203,21 @@ def save_imagereward(folder: str | Path, seed: int = 0) -> Path:
     n_vocab = len(vocab.read_text().split()) + 2  # + [DEC], [ENC] added by BLIP's tokenizer init
     sd = imagereward_original_state_dict(vocab_size=n_vocab, seed=seed)
     torch.save(sd, folder / "ImageReward.pt")
-    med = {"architectures": ["BertModel"], "vocab_size": n_vocab, "hidden_size": 32, "num_hidden_layers": 2,
-           "num_attention_heads": 4, "intermediate_size": 128, "max_position_embeddings": 40,
-           "hidden_act": "gelu", "layer_norm_eps": 1e-12, "encoder_width": 64, "add_cross_attention": True,
-           "type_vocab_size": 2, "pad_token_id": 0}
+    med = {
+        "architectures": ["BertModel"],
+        "vocab_size": n_vocab,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "intermediate_size": 128,
+        "max_position_embeddings": 40,
+        "hidden_act": "gelu",
+        "layer_norm_eps": 1e-12,
+        "encoder_width": 64,
+        "add_cross_attention": True,
+        "type_vocab_size": 2,
+        "pad_token_id": 0,
+    }
     (folder / "med_config.json").write_text(json.dumps(med, indent=2))
     return folder
 
@@ -170,15 +231,30 @@ def save_causal_lm(folder: str | Path, seed: int = 0) -> Path:
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    corpus = ["a realistic photo of two cats and a dog", "three red apples on a table",
-              "write short image captions one per line", "caption: a blue car next to a tree"] * 4
-    bpe.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    corpus = [
+        "a realistic photo of two cats and a dog",
+        "three red apples on a table",
+        "write short image captions one per line",
+        "caption: a blue car next to a tree",
+    ] * 4
+    bpe.train_from_iterator(
+        corpus,
+        trainers.BpeTrainer(
+            vocab_size=300, special_tokens=["<|endoftext|>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
     tok.save_pretrained(folder)
     torch.manual_seed(seed)
-    config = GPT2Config(vocab_size=len(tok), n_positions=512, n_embd=32, n_layer=2, n_head=4,
-                        eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
+    config = GPT2Config(
+        vocab_size=len(tok),
+        n_positions=512,
+        n_embd=32,
+        n_layer=2,
+        n_head=4,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+    )
     GPT2LMHeadModel(config).save_pretrained(folder)
     return folder
 
@@ -193,20 +269,58 @@ def save_stable_diffusion(folder: str | Path, seed: int = 0, sample_size: int = 
     torch.manual_seed(seed)
     tok = clip_tokenizer()
     tok.model_max_length = 16
-    unet = UNet2DConditionModel(sample_size=sample_size, in_channels=4, out_channels=4, layers_per_block=1,
-                                block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
-                                attention_head_dim=8, norm_num_groups=8)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 32),
-                        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-                        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), norm_num_groups=8)
-    text = CLIPTextModel(CLIPTextConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                                        num_attention_heads=4, vocab_size=len(tok.get_vocab()),
-                                        max_position_embeddings=16, eos_token_id=tok.eos_token_id,
-                                        bos_token_id=tok.bos_token_id, pad_token_id=tok.pad_token_id))
-    sched = DDIMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", beta_start=0.00085,
-                          beta_end=0.012, clip_sample=False, set_alpha_to_one=False, steps_offset=1)
-    pipe = StableDiffusionPipeline(unet=unet, vae=vae, text_encoder=text, tokenizer=tok, scheduler=sched,
-                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    unet = UNet2DConditionModel(
+        sample_size=sample_size,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=(32, 64),
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(16, 32),
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        norm_num_groups=8,
+    )
+    text = CLIPTextModel(
+        CLIPTextConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            vocab_size=len(tok.get_vocab()),
+            max_position_embeddings=16,
+            eos_token_id=tok.eos_token_id,
+            bos_token_id=tok.bos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
+    )
+    sched = DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="scaled_linear",
+        beta_start=0.00085,
+        beta_end=0.012,
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    pipe = StableDiffusionPipeline(
+        unet=unet,
+        vae=vae,
+        text_encoder=text,
+        tokenizer=tok,
+        scheduler=sched,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     pipe.save_pretrained(folder)
     return folder

@@ -27,8 +27,16 @@ def chapter_runtimes(root: Path) -> list[tuple[str, str, float]]:
         duration = nb.get("metadata", {}).get("papermill", {}).get("duration")
         if duration is None:
             raise ValueError(f"{path.name} has no papermill duration: execute it with papermill (make notebooks)")
-        title = next((t for cell in nb["cells"] if cell["cell_type"] == "markdown"
-                      for t in [_first_heading("".join(cell["source"]))] if t), path.stem)
+        title = next(
+            (
+                t
+                for cell in nb["cells"]
+                if cell["cell_type"] == "markdown"
+                for t in [_first_heading("".join(cell["source"]))]
+                if t
+            ),
+            path.stem,
+        )
         rows.append((path.name, title, float(duration)))
     return rows
 

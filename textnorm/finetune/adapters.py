@@ -23,7 +23,7 @@ import torch
 from textnorm.ddim import Chain
 from textnorm.synth.generator import to_uint8
 
-Cond = Any   # text conditioning: a tensor (SD) or a tuple of tensors (synthetic), indexed by sample
+Cond = Any  # text conditioning: a tensor (SD) or a tuple of tensors (synthetic), indexed by sample
 
 
 class Adapter:
@@ -105,8 +105,9 @@ class StableDiffusionAdapter(Adapter):
         tokenizer = self.pipe.tokenizer
         # a tokenizer saved without a length limit reports ~1e30; CLIP's text encoder has its own
         max_length = min(tokenizer.model_max_length, self.pipe.text_encoder.config.max_position_embeddings)
-        tok = tokenizer(list(prompts), padding="max_length", max_length=max_length, truncation=True,
-                        return_tensors="pt")
+        tok = tokenizer(
+            list(prompts), padding="max_length", max_length=max_length, truncation=True, return_tensors="pt"
+        )
         return self.pipe.text_encoder(tok.input_ids.to(self.device))[0]
 
     def eps(self, unet: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
@@ -130,8 +131,9 @@ def make_adapter(pipe: Any, resolution: int | None = None) -> Adapter:
 
     if isinstance(pipe, SynthPipeline):
         if resolution is not None and resolution != pipe.unet.config.sample_size:
-            raise ValueError(f"the synthetic generator draws {pipe.unet.config.sample_size} px images, "
-                             f"not {resolution} px")
+            raise ValueError(
+                f"the synthetic generator draws {pipe.unet.config.sample_size} px images, not {resolution} px"
+            )
         return SynthAdapter(pipe)
     if hasattr(pipe, "vae") and hasattr(pipe, "text_encoder"):
         return StableDiffusionAdapter(pipe, resolution)

@@ -23,13 +23,20 @@ class FinetuneConfig:
     """Every setting of a run; the CLI's options are generated from these fields and their help."""
 
     method: str = _f("ddpo", "rwsft or ddpo", choices=METHODS)
-    reward: str = _f("gold", "reward spec: gold, raw:PATH, textnorm:PATH, textnorm-mean:P1,P2, textnorm-ur:P1,P2 "
-                             "(PATH may be NAME=PATH for a registered reward, e.g. raw:pickscore=ID)")
-    model: str = _f("data/synth/generator", "the synthetic generator's folder or a StableDiffusionPipeline "
-                                            "(hub id or folder)")
-    task: str = _f("auto", "synth (synthetic world: captions, contrastive rules, gold judge) or prompts (the "
-                           "--prompt list, no gold); auto: synth for the synthetic generator, else prompts",
-                   choices=("auto", "synth", "prompts"))
+    reward: str = _f(
+        "gold",
+        "reward spec: gold, raw:PATH, textnorm:PATH, textnorm-mean:P1,P2, textnorm-ur:P1,P2 "
+        "(PATH may be NAME=PATH for a registered reward, e.g. raw:pickscore=ID)",
+    )
+    model: str = _f(
+        "data/synth/generator", "the synthetic generator's folder or a StableDiffusionPipeline (hub id or folder)"
+    )
+    task: str = _f(
+        "auto",
+        "synth (synthetic world: captions, contrastive rules, gold judge) or prompts (the "
+        "--prompt list, no gold); auto: synth for the synthetic generator, else prompts",
+        choices=("auto", "synth", "prompts"),
+    )
     prompts: list[str] = _lf("training prompts (repeat the option); default: the task's")
     steps: int = _f(20, "DDPO: sampling rounds; RWSFT: optimiser updates")
     n_prompts: int = _f(8, "DDPO: prompts per round (all training prompts when it equals their number)")
@@ -38,8 +45,11 @@ class FinetuneConfig:
     eta: float = _f(1.0, "DDIM eta of the training policy (> 0)")
     lr: float = _f(1e-4, "AdamW learning rate")
     lora_rank: int = _f(0, "LoRA rank on the attention projections; 0: full fine-tuning")
-    warmup: int = _f(10, "optimiser updates of linear learning-rate warm-up (Adam's first updates move every "
-                         "weight by about lr whatever the gradient; warm-up keeps them small)")
+    warmup: int = _f(
+        10,
+        "optimiser updates of linear learning-rate warm-up (Adam's first updates move every "
+        "weight by about lr whatever the gradient; warm-up keeps them small)",
+    )
     max_grad_norm: float = _f(1.0, "gradient clipping")
     grad_accum: int = _f(1, "minibatches per optimiser update")
     batch_size: int = _f(32, "training minibatch (samples)")
@@ -47,20 +57,30 @@ class FinetuneConfig:
     inner_epochs: int = _f(1, "DDPO: passes over each round's samples")
     clip_range: float = _f(1e-3, "DDPO: PPO clip range of the per-dimension ratio")
     adv_clip: float = _f(5.0, "DDPO: advantages clipped to +-adv_clip")
-    min_train_sigma: float = _f(0.05, "DDPO: train only steps with sigma >= this (0: every stochastic step; "
-                                      "see textnorm.finetune.loop for the measurement behind the default)")
+    min_train_sigma: float = _f(
+        0.05,
+        "DDPO: train only steps with sigma >= this (0: every stochastic step; "
+        "see textnorm.finetune.loop for the measurement behind the default)",
+    )
     kl_weight: float = _f(0.0, "DDPO: KL penalty to the base model (per dimension, DPOK)")
     # RWSFT
     pool_size: int = _f(64, "RWSFT: samples per training prompt in the pool")
     top_fraction: float = _f(0.1, "RWSFT: share of each prompt's pool kept")
-    pretrain_weight: float = _f(1.0, "RWSFT: weight of the pre-training loss (the denoising loss on the task's "
-                                     "pre-training data; without such data, the distance to the base model's "
-                                     "prediction)")
+    pretrain_weight: float = _f(
+        1.0,
+        "RWSFT: weight of the pre-training loss (the denoising loss on the task's "
+        "pre-training data; without such data, the distance to the base model's "
+        "prediction)",
+    )
     sft_min_t: int = _f(0, "RWSFT: denoising loss at timesteps t >= this only (0: all timesteps)")
-    pool_eta: float = _f(0.0, "RWSFT: DDIM eta of the pool's sampler (0: the pipeline's deterministic sampler, "
-                              "with which the authors drew their pool)")
-    pool_every: int = _f(0, "RWSFT: redraw the pool from the current model every k updates (0: one pool "
-                            "from the base model)")
+    pool_eta: float = _f(
+        0.0,
+        "RWSFT: DDIM eta of the pool's sampler (0: the pipeline's deterministic sampler, "
+        "with which the authors drew their pool)",
+    )
+    pool_every: int = _f(
+        0, "RWSFT: redraw the pool from the current model every k updates (0: one pool from the base model)"
+    )
     # reward calibration
     temperature: float = _f(1.0, "TextNorm softmax temperature")
     lam: float = _f(1.0, "UR ensemble: mean - lam * variance")
@@ -69,8 +89,9 @@ class FinetuneConfig:
     eval_samples: int = _f(8, "images per evaluation prompt (same noise at every evaluation)")
     eval_prompts: list[str] = _lf("held-out evaluation prompts (repeat); default: the task's")
     resolution: int | None = _f(None, "image side in pixels (Stable Diffusion; default: the model's)")
-    mixed_precision: str = _f("no", "fp16 or bf16 autocast on GPUs (frozen weights cast, trainable in fp32)",
-                              choices=("no", "fp16", "bf16"))
+    mixed_precision: str = _f(
+        "no", "fp16 or bf16 autocast on GPUs (frozen weights cast, trainable in fp32)", choices=("no", "fp16", "bf16")
+    )
     seed: int = _f(0, "seed of every random draw of the run (the synthetic task's prompt set is fixed)")
     device: str = _f("cpu", "torch device")
     checkpoint_every: int = _f(0, "write a checkpoint every k steps (0: only at the end)")
@@ -78,9 +99,23 @@ class FinetuneConfig:
 
 def validate(cfg: FinetuneConfig) -> None:
     if cfg.method not in METHODS:
-        raise ValueError(f"unknown method {cfg.method!r}; choose from {METHODS} (best-of-n: textnorm.finetune.loop.best_of_n)")
-    for name in ("lr", "eta", "max_grad_norm", "clip_range", "adv_clip", "kl_weight", "min_train_sigma", "top_fraction", "pool_eta",
-                 "pretrain_weight", "temperature", "lam"):
+        raise ValueError(
+            f"unknown method {cfg.method!r}; choose from {METHODS} (best-of-n: textnorm.finetune.loop.best_of_n)"
+        )
+    for name in (
+        "lr",
+        "eta",
+        "max_grad_norm",
+        "clip_range",
+        "adv_clip",
+        "kl_weight",
+        "min_train_sigma",
+        "top_fraction",
+        "pool_eta",
+        "pretrain_weight",
+        "temperature",
+        "lam",
+    ):
         value = getattr(cfg, name)
         if not math.isfinite(value):
             raise ValueError(f"{name} must be a finite number, got {value}")
@@ -92,8 +127,10 @@ def validate(cfg: FinetuneConfig) -> None:
         if getattr(cfg, name) < 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
     if cfg.n_prompts < 1 or cfg.samples_per_prompt < 1:
-        raise ValueError(f"need at least one prompt and one sample per prompt (got n_prompts={cfg.n_prompts}, "
-                         f"samples_per_prompt={cfg.samples_per_prompt})")
+        raise ValueError(
+            f"need at least one prompt and one sample per prompt (got n_prompts={cfg.n_prompts}, "
+            f"samples_per_prompt={cfg.samples_per_prompt})"
+        )
     if cfg.method == "ddpo" and cfg.samples_per_prompt < 2:
         raise ValueError("DDPO normalises advantages per prompt: samples_per_prompt must be >= 2")
     for name in ("sample_steps", "batch_size", "grad_accum", "inner_epochs", "pool_size", "eval_samples"):
@@ -107,8 +144,8 @@ def validate(cfg: FinetuneConfig) -> None:
     if cfg.method == "ddpo":
         n = cfg.n_prompts * cfg.samples_per_prompt
         if n % cfg.batch_size or (n // cfg.batch_size * cfg.inner_epochs) % cfg.grad_accum:
-            raise ValueError(f"a round of {n} samples must split into minibatches of batch_size={cfg.batch_size}, "
-                             f"and its {cfg.inner_epochs} epoch(s) of minibatches into groups of grad_accum="
-                             f"{cfg.grad_accum}")
-
-
+            raise ValueError(
+                f"a round of {n} samples must split into minibatches of batch_size={cfg.batch_size}, "
+                f"and its {cfg.inner_epochs} epoch(s) of minibatches into groups of grad_accum="
+                f"{cfg.grad_accum}"
+            )

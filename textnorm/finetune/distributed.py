@@ -25,7 +25,7 @@ def shard(n: int, processes: int, index: int) -> slice:
     """Rows of a batch of n held by process ``index`` of ``processes`` (contiguous, in order)."""
     if n < processes:
         raise ValueError(f"a batch of {n} samples cannot be split over {processes} processes")
-    size, extra = divmod(n, processes)   # the first `extra` processes hold one row more
+    size, extra = divmod(n, processes)  # the first `extra` processes hold one row more
     start = index * size + min(index, extra)
     return slice(start, start + size + (index < extra))
 
@@ -45,7 +45,7 @@ def minibatches(n: int, batch_size: int, generator: torch.Generator) -> list[np.
     if batch_size < 1 or n % batch_size:
         raise ValueError(f"a batch of {n} does not split into minibatches of {batch_size}")
     m = n // batch_size
-    slot = torch.rand((batch_size, m), generator=generator).argsort(dim=1).numpy()   # window w -> rows by minibatch
+    slot = torch.rand((batch_size, m), generator=generator).argsort(dim=1).numpy()  # window w -> rows by minibatch
     windows = np.arange(batch_size) * m
     return [windows + slot[:, k] for k in range(m)]
 
@@ -72,7 +72,9 @@ def resolve_device(accelerator: Any, name: str) -> torch.device:
         return want
     got = accelerator.device
     if want.type != got.type or want.index not in (None, got.index):
-        raise ValueError(f"device {name!r} with {accelerator.num_processes} processes: each process uses the device "
-                         f"accelerate assigns it ({got} for process {accelerator.process_index}); pass "
-                         f"--device {got.type}")
+        raise ValueError(
+            f"device {name!r} with {accelerator.num_processes} processes: each process uses the device "
+            f"accelerate assigns it ({got} for process {accelerator.process_index}); pass "
+            f"--device {got.type}"
+        )
     return got

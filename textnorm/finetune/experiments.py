@@ -42,8 +42,15 @@ def _run_one(job: tuple) -> tuple[pd.DataFrame, dict | None]:
     return frame, state
 
 
-def run_grid(model: str, rewards: Mapping[str, str], methods: Mapping[str, FinetuneConfig], seeds: Sequence[int],
-             keep: Sequence[tuple[str, str, int]] = (), workers: int = 1, progress: bool = True):
+def run_grid(
+    model: str,
+    rewards: Mapping[str, str],
+    methods: Mapping[str, FinetuneConfig],
+    seeds: Sequence[int],
+    keep: Sequence[tuple[str, str, int]] = (),
+    workers: int = 1,
+    progress: bool = True,
+):
     """Per-step metrics of every (reward, method, seed) run (columns reward_name, method, seed,
     step, ...; the row after the last step holds the final evaluation) and the trained UNet
     weights of the runs named in ``keep``. ``methods`` maps a method name to its base settings.
@@ -58,38 +65,64 @@ def run_grid(model: str, rewards: Mapping[str, str], methods: Mapping[str, Finet
                 jobs.append((name, spec, cfg, (name, method, seed) in keep))
     if workers > 1:
         with mp.get_context("spawn").Pool(workers) as pool:
-            results = list(tqdm(pool.imap(_run_one, jobs), total=len(jobs), disable=not progress,
-                                desc="fine-tuning runs"))
+            results = list(
+                tqdm(pool.imap(_run_one, jobs), total=len(jobs), disable=not progress, desc="fine-tuning runs")
+            )
     else:
         results = [_run_one(j) for j in tqdm(jobs, disable=not progress, desc="fine-tuning runs")]
     kept = {(j[0], j[2].method, j[2].seed): state for j, (_, state) in zip(jobs, results) if state is not None}
     return pd.concat([f for f, _ in results], ignore_index=True), kept
 
 
-def best_of_n_curve(model: str, rewards: Mapping[str, str], prompts: list[str], ns: Sequence[int],
-                    seeds: Sequence[int], temperature: float = 1.0, lam: float = 1.0, sample_steps: int = 20,
-                    progress: bool = True, task: Task | None = None) -> pd.DataFrame:
+def best_of_n_curve(
+    model: str,
+    rewards: Mapping[str, str],
+    prompts: list[str],
+    ns: Sequence[int],
+    seeds: Sequence[int],
+    temperature: float = 1.0,
+    lam: float = 1.0,
+    sample_steps: int = 20,
+    progress: bool = True,
+    task: Task | None = None,
+) -> pd.DataFrame:
     """Gold alignment and proxy reward of best-of-n for every reward, n and seed; one candidate
     pool of max(ns) samples per prompt and seed is shared by all rewards and all n."""
     task = task or make_task("synth")
     if task.gold is None:
         raise ValueError("best_of_n_curve measures gold alignment: the task needs a gold judge")
     pipe = load_pipeline(model)
-    fns = {name: make_reward(spec, contrastive=task.contrastive, temperature=temperature, lam=lam, gold=task.gold)
-           for name, spec in rewards.items()}
+    fns = {
+        name: make_reward(spec, contrastive=task.contrastive, temperature=temperature, lam=lam, gold=task.gold)
+        for name, spec in rewards.items()
+    }
     n_max = max(ns)
     rows = []
     for seed in tqdm(seeds, disable=not progress, desc="best-of-n"):
         flat = repeat_prompts(prompts, n_max)
-        pool = best_of_n(pipe, lambda images, _: np.zeros(len(images)), prompts, n_max, seed=seed,
-                         sample_steps=sample_steps, keep_pool=True)
+        pool = best_of_n(
+            pipe,
+            lambda images, _: np.zeros(len(images)),
+            prompts,
+            n_max,
+            seed=seed,
+            sample_steps=sample_steps,
+            keep_pool=True,
+        )
         images = pool["pool_images"].reshape(len(flat), *pool["pool_images"].shape[2:])
         gold = np.asarray(task.gold(images, flat), float).reshape(len(prompts), n_max)
         for name, fn in fns.items():
             r = np.asarray(fn(images, flat), float).reshape(len(prompts), n_max)
             for n in ns:
                 pick = r[:, :n].argmax(1)
-                rows.append({"reward_name": name, "seed": seed, "n": n, "kl": bon_kl(n),
-                             "gold": float(gold[np.arange(len(prompts)), pick].mean()),
-                             "reward": float(r[np.arange(len(prompts)), pick].mean())})
+                rows.append(
+                    {
+                        "reward_name": name,
+                        "seed": seed,
+                        "n": n,
+                        "kl": bon_kl(n),
+                        "gold": float(gold[np.arange(len(prompts)), pick].mean()),
+                        "reward": float(r[np.arange(len(prompts)), pick].mean()),
+                    }
+                )
     return pd.DataFrame(rows)

@@ -103,8 +103,11 @@ def image_stat_arrays(images: np.ndarray) -> dict[str, np.ndarray]:
     near-grey pixels (saturation < 0.15), all in [0, 1]."""
     x = images.astype(float) / 255
     sat = x.max(-1) - x.min(-1)
-    return {"brightness": x.mean(axis=(1, 2, 3)), "saturation": sat.mean(axis=(1, 2)),
-            "background_share": (sat < 0.15).mean(axis=(1, 2))}
+    return {
+        "brightness": x.mean(axis=(1, 2, 3)),
+        "saturation": sat.mean(axis=(1, 2)),
+        "background_share": (sat < 0.15).mean(axis=(1, 2)),
+    }
 
 
 def image_stats(images: np.ndarray) -> dict[str, float]:
@@ -117,19 +120,24 @@ def make_generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
 
 
 SALT_SAMPLE, SALT_TRAIN, SALT_EVAL, SALT_HELDOUT, SALT_POOL = 0, 1, 2, 3, 4
-KL_LOG_SAMPLES = 32   # DDPO without a KL penalty: samples per round whose KL to the reference is logged
+KL_LOG_SAMPLES = 32  # DDPO without a KL penalty: samples per round whose KL to the reference is logged
 
 
 class Finetuner:
-    def __init__(self, cfg: FinetuneConfig, pipe: Any = None, reward_fn: RewardFn | None = None,
-                 task: Task | None = None) -> None:
+    def __init__(
+        self, cfg: FinetuneConfig, pipe: Any = None, reward_fn: RewardFn | None = None, task: Task | None = None
+    ) -> None:
         validate(cfg)
         self.cfg = cfg
         from accelerate import Accelerator
 
         # first the Accelerator: under `accelerate launch` it decides this process's device
-        self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision, gradient_accumulation_steps=cfg.grad_accum,
-                                       cpu=cfg.device == "cpu", device_placement=False)
+        self.accelerator = Accelerator(
+            mixed_precision=cfg.mixed_precision,
+            gradient_accumulation_steps=cfg.grad_accum,
+            cpu=cfg.device == "cpu",
+            device_placement=False,
+        )
         self.device = resolve_device(self.accelerator, cfg.device)
         self.processes, self.rank = self.accelerator.num_processes, self.accelerator.process_index
         _check_split(cfg, self.processes)
@@ -139,22 +147,32 @@ class Finetuner:
         self.task = task or self._make_task()
         self.chain = self.adapter.chain(cfg.sample_steps)
         if self.processes > 1:
-            batches = {"evaluation on the training prompts": len(self.task.train_prompts) * cfg.eval_samples,
-                       "evaluation on the held-out prompts": len(self.task.eval_prompts) * cfg.eval_samples or None,
-                       "the RWSFT pool": len(self.task.train_prompts) * cfg.pool_size if cfg.method == "rwsft" else None}
+            batches = {
+                "evaluation on the training prompts": len(self.task.train_prompts) * cfg.eval_samples,
+                "evaluation on the held-out prompts": len(self.task.eval_prompts) * cfg.eval_samples or None,
+                "the RWSFT pool": len(self.task.train_prompts) * cfg.pool_size if cfg.method == "rwsft" else None,
+            }
             small = {k: v for k, v in batches.items() if v is not None and v < self.processes}
             if small:
-                raise ValueError(f"with {self.processes} processes every batch needs at least one sample per process: "
-                                 + ", ".join(f"{k} has {v}" for k, v in small.items()))
+                raise ValueError(
+                    f"with {self.processes} processes every batch needs at least one sample per process: "
+                    + ", ".join(f"{k} has {v}" for k, v in small.items())
+                )
         # trained steps: by default those with sigma >= 0.05 (FinetuneConfig.min_train_sigma); see
         # the docstring for why the low-noise steps are left out
-        self.trained_steps = [i for i in self.chain.stochastic(cfg.eta)
-                              if float(self.chain.sigma(i, cfg.eta)) >= cfg.min_train_sigma]
+        self.trained_steps = [
+            i for i in self.chain.stochastic(cfg.eta) if float(self.chain.sigma(i, cfg.eta)) >= cfg.min_train_sigma
+        ]
         if cfg.method == "ddpo" and not self.trained_steps:
             raise ValueError(f"no DDIM step has sigma >= min_train_sigma={cfg.min_train_sigma}")
-        self.reward_fn = reward_fn or make_reward(cfg.reward, contrastive=self.task.contrastive,
-                                                  temperature=cfg.temperature, lam=cfg.lam, device=str(self.device),
-                                                  gold=self.task.gold)
+        self.reward_fn = reward_fn or make_reward(
+            cfg.reward,
+            contrastive=self.task.contrastive,
+            temperature=cfg.temperature,
+            lam=cfg.lam,
+            device=str(self.device),
+            gold=self.task.gold,
+        )
         unet = self.adapter.unet
         unet.requires_grad_(False)
         for module in (getattr(self.pipe, "text_encoder", None), getattr(self.pipe, "vae", None)):
@@ -170,8 +188,14 @@ class Finetuner:
 
             if half is not None:
                 unet.to(half)
-            unet.add_adapter(LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_rank, init_lora_weights="gaussian",
-                                        target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+            unet.add_adapter(
+                LoraConfig(
+                    r=cfg.lora_rank,
+                    lora_alpha=cfg.lora_rank,
+                    init_lora_weights="gaussian",
+                    target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                )
+            )
             self.ref_unet = _AdaptersOff(unet)
         else:
             self.ref_unet = copy.deepcopy(unet).eval()
@@ -189,10 +213,10 @@ class Finetuner:
         self.unet, self.opt = self.accelerator.prepare(unet, self.opt)
         self.policy = self.accelerator.unwrap_model(self.unet)
         self.step = 0
-        self.updates = 0   # optimiser updates so far (learning-rate warm-up)
+        self.updates = 0  # optimiser updates so far (learning-rate warm-up)
         self.metrics: list[dict] = []
         self.final_eval: dict = {}
-        self.pool: dict | None = None   # RWSFT: kept samples, their prompts and weights
+        self.pool: dict | None = None  # RWSFT: kept samples, their prompts and weights
 
     def _make_task(self) -> Task:
         from textnorm.synth.generator import SynthPipeline
@@ -210,8 +234,14 @@ class Finetuner:
         return lambda x, t: self.adapter.eps(unet, x, t, cond)
 
     @torch.no_grad()
-    def sample(self, prompts: list[str], generator: torch.Generator, eta: float | None = None,
-               unet=None, rows: tuple[int, slice] | None = None) -> tuple[ddim.Trajectory, object]:
+    def sample(
+        self,
+        prompts: list[str],
+        generator: torch.Generator,
+        eta: float | None = None,
+        unet=None,
+        rows: tuple[int, slice] | None = None,
+    ) -> tuple[ddim.Trajectory, object]:
         """Trajectories of the given prompts under the current policy (or ``unet``), with the
         training autocast policy. ``rows=(total, slice)``: the prompts are those rows of a batch of
         ``total`` (this process's shard); the noise is the whole batch's, sliced."""
@@ -222,8 +252,14 @@ class Finetuner:
         was_training = self.unet.training
         self.unet.eval()
         with self.accelerator.autocast():
-            traj = ddim.sample(self._eps_fn(unet or self.policy, cond), self.chain, x,
-                               self.cfg.eta if eta is None else eta, generator, rows=rows)
+            traj = ddim.sample(
+                self._eps_fn(unet or self.policy, cond),
+                self.chain,
+                x,
+                self.cfg.eta if eta is None else eta,
+                generator,
+                rows=rows,
+            )
         self.unet.train(was_training)
         return traj, cond
 
@@ -237,8 +273,10 @@ class Finetuner:
         held-out prompt (``heldout_*``), drawn with the same noise at every evaluation (paired).
         eta: the training policy's by default; 0 for deterministic sampling."""
         out = {}
-        for key, prompts, salt in (("eval", self.task.train_prompts, SALT_EVAL),
-                                   ("heldout", self.task.eval_prompts, SALT_HELDOUT)):
+        for key, prompts, salt in (
+            ("eval", self.task.train_prompts, SALT_EVAL),
+            ("heldout", self.task.eval_prompts, SALT_HELDOUT),
+        ):
             if not prompts:
                 continue
             flat = repeat_prompts(prompts, self.cfg.eval_samples)
@@ -262,12 +300,16 @@ class Finetuner:
         row.update(self._ddpo_round() if self.cfg.method == "ddpo" else self._rwsft_update())
         for key in ("loss",):
             if key in row and not np.isfinite(row[key]):
-                raise FloatingPointError(f"{self.cfg.method} step {self.step}: the loss became {row[key]}; "
-                                         "lower the learning rate or check the reward")
-        with torch.no_grad():   # one reduction, one device sync per step
+                raise FloatingPointError(
+                    f"{self.cfg.method} step {self.step}: the loss became {row[key]}; "
+                    "lower the learning rate or check the reward"
+                )
+        with torch.no_grad():  # one reduction, one device sync per step
             if not bool(torch.stack([torch.isfinite(p).all() for p in self.params]).all()):
-                raise FloatingPointError(f"{self.cfg.method} step {self.step}: some weights became non-finite "
-                                         "(inf or NaN); lower the learning rate or check the reward")
+                raise FloatingPointError(
+                    f"{self.cfg.method} step {self.step}: some weights became non-finite "
+                    "(inf or NaN); lower the learning rate or check the reward"
+                )
         row["seconds"] = round(time.time() - t0, 3)
         self.metrics.append(row)
         self.step += 1
@@ -303,31 +345,41 @@ class Finetuner:
         rows = self._rows(n)
         local = flat[rows[1]]
         traj, cond = self.sample(local, make_generator(cfg.seed, self.step, SALT_SAMPLE), rows=rows)
-        rewards, row = self._score(ad.decode(traj.x0), local)   # global, in the order of flat
-        if self.processes > 1:   # a checksum of each process's samples (they differ: the shards do)
+        rewards, row = self._score(ad.decode(traj.x0), local)  # global, in the order of flat
+        if self.processes > 1:  # a checksum of each process's samples (they differ: the shards do)
             row["shard_checksums"] = gather(self.accelerator, np.array([float(traj.x0.double().sum())])).tolist()
         adv = np.zeros_like(rewards)
         for idx in group_by_prompt(flat).values():
             r = rewards[idx]
             adv[idx] = (r - r.mean()) / (r.std() + 1e-6)
-        adv_t = torch.tensor(np.clip(adv[rows[1]], -cfg.adv_clip, cfg.adv_clip), dtype=torch.float32,
-                             device=ad.device)
+        adv_t = torch.tensor(np.clip(adv[rows[1]], -cfg.adv_clip, cfg.adv_clip), dtype=torch.float32, device=ad.device)
         steps = self.trained_steps
         # the reference model's step means on the sampled path, for the KL penalty (every sample) or
         # only for the logged KL (evenly spaced samples of the global batch, at most KL_LOG_SAMPLES:
         # an unbiased estimate of the round's mean that saves a fifth of the round's UNet passes)
-        ref_global = np.arange(n) if cfg.kl_weight or n <= KL_LOG_SAMPLES else \
-            np.round(np.linspace(0, n - 1, KL_LOG_SAMPLES)).astype(int)
+        ref_global = (
+            np.arange(n)
+            if cfg.kl_weight or n <= KL_LOG_SAMPLES
+            else np.round(np.linspace(0, n - 1, KL_LOG_SAMPLES)).astype(int)
+        )
         ref_idx = torch.from_numpy(local_rows(ref_global, rows[1]))
         kl = np.zeros(0)
         ref_means = {}
         if len(ref_idx):
             ref_cond = _index_cond(cond, ref_idx.to(ad.device))
             with torch.no_grad(), self.accelerator.autocast():
-                ref_means = {i: chain.mean(i, ad.eps(self.ref_unet, traj.latents[i][ref_idx],
-                                                     chain.timesteps[i].to(ad.device), ref_cond),
-                                           traj.latents[i][ref_idx], cfg.eta).float() for i in steps}
-                kl = sum(chain.kl(i, traj.means[i][ref_idx].float(), ref_means[i], cfg.eta) for i in steps).cpu().numpy()
+                ref_means = {
+                    i: chain.mean(
+                        i,
+                        ad.eps(self.ref_unet, traj.latents[i][ref_idx], chain.timesteps[i].to(ad.device), ref_cond),
+                        traj.latents[i][ref_idx],
+                        cfg.eta,
+                    ).float()
+                    for i in steps
+                }
+                kl = (
+                    sum(chain.kl(i, traj.means[i][ref_idx].float(), ref_means[i], cfg.eta) for i in steps).cpu().numpy()
+                )
         row["kl"] = float(np.mean(gather(self.accelerator, kl)))
         D = traj.x0[0].numel()
         stats = {"loss": [], "approx_kl": [], "clipfrac": []}
@@ -352,8 +404,9 @@ class Finetuner:
                         with _nullcontext() if sync else self.accelerator.no_sync(self.unet):
                             t = chain.timesteps[i].to(ad.device)
                             with self.accelerator.autocast():
-                                mean = chain.mean(i, ad.eps(self.unet, traj.latents[i][mb], t, sub),
-                                                  traj.latents[i][mb], cfg.eta).float()
+                                mean = chain.mean(
+                                    i, ad.eps(self.unet, traj.latents[i][mb], t, sub), traj.latents[i][mb], cfg.eta
+                                ).float()
                             lp = chain.log_prob(i, traj.latents[i + 1][mb].float(), mean, cfg.eta)
                             log_ratio = (lp - traj.log_probs[i][mb].float()) / D
                             ratio = torch.exp(log_ratio)
@@ -375,7 +428,7 @@ class Finetuner:
                     self._sync_step()
         # means over processes (equal shares of every minibatch)
         row.update({k: float(np.mean(gather(self.accelerator, np.array([np.mean(v)])))) for k, v in stats.items()})
-        row["grad_norms"] = grad_norms   # per trained step (listed in trained_steps order)
+        row["grad_norms"] = grad_norms  # per trained step (listed in trained_steps order)
         return row
 
     def _sync_step(self) -> None:
@@ -386,7 +439,7 @@ class Finetuner:
                 group["lr"] = lr
         self.opt.step()
         if self.accelerator.sync_gradients and not self.opt.step_was_skipped:
-            self.updates += 1   # an fp16 step skipped for overflow does not advance the warm-up
+            self.updates += 1  # an fp16 step skipped for overflow does not advance the warm-up
         self.opt.zero_grad(set_to_none=True)
 
     # ------------------------------------------------------------------ RWSFT
@@ -397,24 +450,28 @@ class Finetuner:
         prompts = self.task.train_prompts
         flat = repeat_prompts(prompts, cfg.pool_size)
         rows = self._rows(len(flat))
-        traj, _ = self.sample(flat[rows[1]], make_generator(cfg.seed, self.step, SALT_POOL), eta=cfg.pool_eta,
-                              rows=rows)
+        traj, _ = self.sample(
+            flat[rows[1]], make_generator(cfg.seed, self.step, SALT_POOL), eta=cfg.pool_eta, rows=rows
+        )
         rewards, row = self._score(self.adapter.decode(traj.x0), flat[rows[1]])
-        x0 = gather(self.accelerator, traj.x0.float().cpu())   # the whole pool, on every process
+        x0 = gather(self.accelerator, traj.x0.float().cpu())  # the whole pool, on every process
         k = max(1, int(round(cfg.top_fraction * cfg.pool_size)))
         keep, weights, dropped = [], [], 0
         for j in range(len(prompts)):
-            r = rewards[j * cfg.pool_size:(j + 1) * cfg.pool_size]
+            r = rewards[j * cfg.pool_size : (j + 1) * cfg.pool_size]
             if r.max() == r.min():
-                dropped += 1   # all ties: no sample is better than another
+                dropped += 1  # all ties: no sample is better than another
                 continue
             top = np.argsort(-r, kind="stable")[:k]
             keep += (j * cfg.pool_size + top).tolist()
             weights += ((r[top] - r.min()) / (r.max() - r.min())).tolist()
         if not keep:
             raise ValueError("every prompt's pool has tied rewards: reward-weighted SFT has nothing to learn from")
-        self.pool = {"x0": x0[keep], "prompt": [flat[i] for i in keep],
-                     "weight": torch.tensor(weights, dtype=torch.float32)}
+        self.pool = {
+            "x0": x0[keep],
+            "prompt": [flat[i] for i in keep],
+            "weight": torch.tensor(weights, dtype=torch.float32),
+        }
         return {**{f"pool_{k}": v for k, v in row.items()}, "pool_kept": len(keep), "pool_dropped_prompts": dropped}
 
     def _rwsft_update(self) -> dict:
@@ -426,7 +483,7 @@ class Finetuner:
         g = make_generator(cfg.seed, self.step, SALT_TRAIN)
         losses = []
         pretrain = self.task.pretrain_data if cfg.pretrain_weight > 0 else None
-        rows = self._rows(cfg.batch_size)   # this process's share of every minibatch
+        rows = self._rows(cfg.batch_size)  # this process's share of every minibatch
         for micro in range(cfg.grad_accum):
             idx = torch.randint(0, len(pool["prompt"]), (cfg.batch_size,), generator=g)[rows[1]]
             cond = ad.encode([pool["prompt"][i] for i in idx.tolist()])
@@ -436,8 +493,9 @@ class Finetuner:
                 loss = (w * per).mean()
                 if pretrain is not None:
                     # the authors' regulariser: the denoising loss on pre-training data
-                    images, prompts = pretrain(cfg.batch_size,
-                                               (cfg.seed * 1_000_003 + self.step) * cfg.grad_accum + micro)
+                    images, prompts = pretrain(
+                        cfg.batch_size, (cfg.seed * 1_000_003 + self.step) * cfg.grad_accum + micro
+                    )
                     images, prompts = images[rows[1]], prompts[rows[1]]
                     pre, _, _, _ = self._denoising_loss(ad.encode_images(images), ad.encode(prompts), g, rows)
                     loss = loss + cfg.pretrain_weight * pre.mean()
@@ -453,8 +511,9 @@ class Finetuner:
         row["loss"] = float(np.mean(gather(self.accelerator, np.array([np.mean(losses)]))))
         return row
 
-    def _denoising_loss(self, x0: torch.Tensor, cond: Cond, g: torch.Generator, rows: tuple[int, slice] | None = None
-                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _denoising_loss(
+        self, x0: torch.Tensor, cond: Cond, g: torch.Generator, rows: tuple[int, slice] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-sample || f_theta(x_t, t, y) - target ||^2 at uniform random t >= sft_min_t.
         ``rows=(total, slice)``: x0 holds those rows of a minibatch of ``total``; t and the noise
         are drawn for the whole minibatch and sliced (the same draws under any number of processes)."""
@@ -476,8 +535,11 @@ class Finetuner:
     # ------------------------------------------------------------------ run, checkpoints, export
     def train(self, out: str | Path | None = None, progress: bool = True) -> list[dict]:
         main = self.accelerator.is_main_process
-        bar = tqdm(range(self.step, self.cfg.steps), disable=not (progress and main),
-                   desc=f"{self.cfg.method} ({self.cfg.reward})")
+        bar = tqdm(
+            range(self.step, self.cfg.steps),
+            disable=not (progress and main),
+            desc=f"{self.cfg.method} ({self.cfg.reward})",
+        )
         for _ in bar:
             row = self.run_step()
             bar.set_postfix({k: f"{row[k]:.3f}" for k in ("reward", "gold", "loss") if k in row})
@@ -486,7 +548,7 @@ class Finetuner:
         # the model after the last update (kept apart from the per-step metrics)
         self.final_eval = {"step": self.step, **self.evaluate()} if self.cfg.eval_every else {}
         if out:
-            self.save_checkpoint(out)   # checks that the replicas agree, then writes
+            self.save_checkpoint(out)  # checks that the replicas agree, then writes
         else:
             self.check_replicas()
         return self.metrics
@@ -502,8 +564,9 @@ class Finetuner:
                 digest.update(p.detach().float().cpu().contiguous().numpy().tobytes())
         sums = gather(self.accelerator, np.array([digest.hexdigest()])).tolist()
         if len(set(sums)) > 1:
-            raise RuntimeError(f"the processes' weights differ after step {self.step} (sha256 {sums}): "
-                               "the replicas diverged")
+            raise RuntimeError(
+                f"the processes' weights differ after step {self.step} (sha256 {sums}): the replicas diverged"
+            )
         self.replica_checksums = sums
         return sums
 
@@ -515,22 +578,32 @@ class Finetuner:
         at any moment leaves the last complete checkpoint to resume from. Under several processes
         the main process writes (the replicas are identical) while the others wait."""
         out = Path(out)
-        self.check_replicas()   # every process, before the main one writes what they all hold
+        self.check_replicas()  # every process, before the main one writes what they all hold
         if not self.accelerator.is_main_process:
             self.accelerator.wait_for_everyone()
             return out / "checkpoint.pt"
         out.mkdir(parents=True, exist_ok=True)
-        trainable = {k: v.detach().cpu() for k, v in self.accelerator.unwrap_model(self.unet).named_parameters()
-                     if v.requires_grad}
+        trainable = {
+            k: v.detach().cpu()
+            for k, v in self.accelerator.unwrap_model(self.unet).named_parameters()
+            if v.requires_grad
+        }
         tensors = {"trainable": trainable, "optimizer": self.opt.state_dict()}
         if self.pool is not None:
             tensors["pool_x0"], tensors["pool_weight"] = self.pool["x0"], self.pool["weight"]
-        if self.accelerator.scaler is not None:   # fp16: the loss scale decides skipped steps
+        if self.accelerator.scaler is not None:  # fp16: the loss scale decides skipped steps
             tensors["scaler"] = self.accelerator.scaler.state_dict()
-        state = {"step": self.step, "updates": self.updates, "config": asdict(self.cfg), "metrics": self.metrics,
-                 "final_eval": self.final_eval, "pool_prompt": self.pool["prompt"] if self.pool else None,
-                 "processes": self.processes, "replica_checksums": getattr(self, "replica_checksums", None)}
-        tensors["state_json"] = json.dumps(state)   # one file, one rename: weights and state agree
+        state = {
+            "step": self.step,
+            "updates": self.updates,
+            "config": asdict(self.cfg),
+            "metrics": self.metrics,
+            "final_eval": self.final_eval,
+            "pool_prompt": self.pool["prompt"] if self.pool else None,
+            "processes": self.processes,
+            "replica_checksums": getattr(self, "replica_checksums", None),
+        }
+        tensors["state_json"] = json.dumps(state)  # one file, one rename: weights and state agree
         atomic_write(out / "checkpoint.pt", lambda f: torch.save(tensors, f))
         atomic_write(out / "state.json", lambda f: f.write(json.dumps(state).encode()))
         atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(self.metrics, indent=1).encode()))
@@ -550,8 +623,10 @@ class Finetuner:
             # weights_only: a checkpoint is data, never code (a crafted pickle must not run)
             tensors = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise bad(f"not a complete checkpoint of this program (torch.load with weights_only=True failed: "
-                      f"{type(exc).__name__})") from exc
+            raise bad(
+                f"not a complete checkpoint of this program (torch.load with weights_only=True failed: "
+                f"{type(exc).__name__})"
+            ) from exc
         if not isinstance(tensors, dict) or not isinstance(tensors.get("state_json"), str):
             raise bad("it holds no run state")
         try:
@@ -559,25 +634,35 @@ class Finetuner:
         except json.JSONDecodeError as exc:
             raise bad(f"its run state is not valid JSON ({exc})") from exc
         kinds = {"step": int, "updates": int, "config": dict, "metrics": list}
-        if not isinstance(state, dict) or any(not isinstance(state.get(k), t) or isinstance(state.get(k), bool)
-                                              for k, t in kinds.items()):
+        if not isinstance(state, dict) or any(
+            not isinstance(state.get(k), t) or isinstance(state.get(k), bool) for k, t in kinds.items()
+        ):
             raise bad(f"its run state lacks or mistypes one of {list(kinds)}")
         if state["step"] < 0 or state["updates"] < 0:
             raise bad("its step counts are negative")
         saved_p = state.get("processes", 1)
-        rounds_split = self.cfg.method == "ddpo" and self.cfg.batch_size < self.cfg.n_prompts * self.cfg.samples_per_prompt
+        rounds_split = (
+            self.cfg.method == "ddpo" and self.cfg.batch_size < self.cfg.n_prompts * self.cfg.samples_per_prompt
+        )
         if saved_p != self.processes and rounds_split:
             # the minibatches are the same for any number of processes, but not the order in which
             # each update sums its samples: allowed for one minibatch per round, refused otherwise so
             # that a resumed run stays the run it continues
-            raise bad(f"it ran on {saved_p} process(es), this run has {self.processes}; with several minibatches "
-                      "per round resume with the same number of processes")
+            raise bad(
+                f"it ran on {saved_p} process(es), this run has {self.processes}; with several minibatches "
+                "per round resume with the same number of processes"
+            )
         saved = {k: v for k, v in state["config"].items() if k != "steps"}
         now = {k: v for k, v in asdict(self.cfg).items() if k != "steps"}
         diff = sorted(k for k in now if saved.get(k) != now[k])
         if diff:
-            raise ValueError("cannot resume: the run in " + str(out) + " was made with other settings ("
-                             + ", ".join(f"{k}: {saved.get(k)!r} there, {now[k]!r} now" for k in diff) + ")")
+            raise ValueError(
+                "cannot resume: the run in "
+                + str(out)
+                + " was made with other settings ("
+                + ", ".join(f"{k}: {saved.get(k)!r} there, {now[k]!r} now" for k in diff)
+                + ")"
+            )
         for key in ("trainable", "optimizer"):
             if not isinstance(tensors.get(key), dict):
                 raise bad(f"it has no {key!r} entry")
@@ -589,13 +674,19 @@ class Finetuner:
         wrong = [k for k, v in saved_w.items() if not isinstance(v, torch.Tensor) or v.shape != named[k].shape]
         if wrong:
             k = wrong[0]
-            raise bad(f"weight {k} has shape {tuple(getattr(saved_w[k], 'shape', ()))}, the model's is "
-                      f"{tuple(named[k].shape)} ({len(wrong)} such weights)")
+            raise bad(
+                f"weight {k} has shape {tuple(getattr(saved_w[k], 'shape', ()))}, the model's is "
+                f"{tuple(named[k].shape)} ({len(wrong)} such weights)"
+            )
         pool = None
         if state.get("pool_prompt"):
             x0, w, prompts = tensors.get("pool_x0"), tensors.get("pool_weight"), state["pool_prompt"]
-            if not (isinstance(x0, torch.Tensor) and isinstance(w, torch.Tensor) and isinstance(prompts, list)
-                    and len(x0) == len(w) == len(prompts)):
+            if not (
+                isinstance(x0, torch.Tensor)
+                and isinstance(w, torch.Tensor)
+                and isinstance(prompts, list)
+                and len(x0) == len(w) == len(prompts)
+            ):
                 raise bad("its reward-weighted SFT pool is incomplete")
             pool = {"x0": x0, "weight": w, "prompt": prompts}
         try:
@@ -640,8 +731,11 @@ def _check_split(cfg: FinetuneConfig, processes: int) -> None:
         sizes["n_prompts x samples_per_prompt"] = cfg.n_prompts * cfg.samples_per_prompt
     bad = {k: v for k, v in sizes.items() if v % processes}
     if bad:
-        raise ValueError(f"with {processes} processes, " + " and ".join(f"{k} ({v})" for k, v in bad.items())
-                         + f" must be a multiple of {processes}: every process takes an equal share")
+        raise ValueError(
+            f"with {processes} processes, "
+            + " and ".join(f"{k} ({v})" for k, v in bad.items())
+            + f" must be a multiple of {processes}: every process takes an equal share"
+        )
 
 
 class _AdaptersOff(torch.nn.Module):
@@ -665,9 +759,16 @@ def _index_cond(cond: Cond, idx: torch.Tensor) -> Cond:
     return cond[idx]
 
 
-def finetune(cfg: FinetuneConfig, out: str | Path | None = None, resume: bool = False, progress: bool = True,
-             pipe: Any = None, reward_fn: RewardFn | None = None, task: Task | None = None,
-             overwrite: bool = False) -> list[dict]:
+def finetune(
+    cfg: FinetuneConfig,
+    out: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    pipe: Any = None,
+    reward_fn: RewardFn | None = None,
+    task: Task | None = None,
+    overwrite: bool = False,
+) -> list[dict]:
     """Notebook-friendly entry point with the CLI's parameters. A folder ``out`` that holds a run is
     continued (``resume``) or replaced (``overwrite``), never silently overwritten."""
     if out is not None and not resume and not overwrite:
@@ -677,7 +778,7 @@ def finetune(cfg: FinetuneConfig, out: str | Path | None = None, resume: bool = 
     tuner = Finetuner(cfg, pipe=pipe, reward_fn=reward_fn, task=task)
     if out is not None and overwrite and not resume:
         if tuner.accelerator.is_main_process:
-            for name in ("checkpoint.pt", "state.json", "metrics.json"):   # no old run left to resume by mistake
+            for name in ("checkpoint.pt", "state.json", "metrics.json"):  # no old run left to resume by mistake
                 (Path(out) / name).unlink(missing_ok=True)
         tuner.accelerator.wait_for_everyone()
     if resume:
@@ -687,8 +788,16 @@ def finetune(cfg: FinetuneConfig, out: str | Path | None = None, resume: bool = 
     return tuner.train(out, progress=progress)
 
 
-def best_of_n(pipe: Any, reward_fn: RewardFn, prompts: list[str], n: int, seed: int = 0, sample_steps: int = 20,
-              gold: Judge | None = None, keep_pool: bool = False) -> dict[str, np.ndarray]:
+def best_of_n(
+    pipe: Any,
+    reward_fn: RewardFn,
+    prompts: list[str],
+    n: int,
+    seed: int = 0,
+    sample_steps: int = 20,
+    gold: Judge | None = None,
+    keep_pool: bool = False,
+) -> dict[str, np.ndarray]:
     """Per prompt, the sample with the highest reward among n from the base model (deterministic
     DDIM). Returns arrays over prompts: reward, gold (if a judge is given), the chosen images, the
     whole pool's rewards (prompts x n) and, with ``keep_pool``, its images (prompts x n x H x W x 3)."""

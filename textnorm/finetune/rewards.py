@@ -36,12 +36,22 @@ def _load(item: str, device: str):
 
 def _calibrated(models, images, prompts, contrastive, temperature) -> np.ndarray:
     """(n_models, n) TextNorm probabilities, scoring each prompt's images against [y, *C(y)]."""
-    return np.stack([scoring.textnorm(scoring.prompt_matrices(model, images, prompts, contrastive), temperature)
-                     for model in models])
+    return np.stack(
+        [
+            scoring.textnorm(scoring.prompt_matrices(model, images, prompts, contrastive), temperature)
+            for model in models
+        ]
+    )
 
 
-def make_reward(spec: str, contrastive: Callable[[str], list[str]] | None = None, temperature: float = 1.0,
-                lam: float = 1.0, device: str = "cpu", gold: RewardFn | None = None) -> RewardFn:
+def make_reward(
+    spec: str,
+    contrastive: Callable[[str], list[str]] | None = None,
+    temperature: float = 1.0,
+    lam: float = 1.0,
+    device: str = "cpu",
+    gold: RewardFn | None = None,
+) -> RewardFn:
     kind, _, arg = spec.partition(":")
     kinds = ("gold", "raw", "textnorm", "textnorm-mean", "textnorm-ur")
     if kind not in kinds:
@@ -51,8 +61,10 @@ def make_reward(spec: str, contrastive: Callable[[str], list[str]] | None = None
             raise ValueError("reward 'gold' needs a task with a gold judge (the synthetic world has one)")
         return gold
     if kind.startswith("textnorm") and contrastive is None:
-        raise ValueError(f"reward {spec!r} needs contrastive prompts: give the task (or make_reward) a contrastive "
-                         "function, e.g. textnorm.rewards.contrastive.composition_contrastive")
+        raise ValueError(
+            f"reward {spec!r} needs contrastive prompts: give the task (or make_reward) a contrastive "
+            "function, e.g. textnorm.rewards.contrastive.composition_contrastive"
+        )
     if not arg:
         raise ValueError(f"reward spec {spec!r} needs a model after the colon, e.g. 'raw:data/synth/proxy_contrastive'")
     models = [_load(item, device) for item in arg.split(",")]
@@ -64,8 +76,10 @@ def make_reward(spec: str, contrastive: Callable[[str], list[str]] | None = None
         return lambda images, prompts: _calibrated(models, list(images), list(prompts), contrastive, temperature)[0]
     if kind == "textnorm-mean":
         return lambda images, prompts: calibration.mean_ensemble(
-            _calibrated(models, list(images), list(prompts), contrastive, temperature))
+            _calibrated(models, list(images), list(prompts), contrastive, temperature)
+        )
     if kind == "textnorm-ur":
         return lambda images, prompts: calibration.ur_ensemble(
-            _calibrated(models, list(images), list(prompts), contrastive, temperature), lam)
+            _calibrated(models, list(images), list(prompts), contrastive, temperature), lam
+        )
     raise AssertionError(kind)  # unreachable: kinds checked above

@@ -25,7 +25,7 @@ PretrainData = Callable[[int, int], tuple[np.ndarray, list[str]]]
 class Task:
     name: str
     train_prompts: list[str]
-    eval_prompts: list[str] = field(default_factory=list)   # held-out prompts (may be empty)
+    eval_prompts: list[str] = field(default_factory=list)  # held-out prompts (may be empty)
     contrastive: Callable[[str], list[str]] | None = None
     gold: Judge | None = None
     pretrain_data: PretrainData | None = None
@@ -37,8 +37,12 @@ class Task:
             raise ValueError(f"task {self.name!r} lists a training prompt twice")
 
 
-def plain_task(prompts: Sequence[str], eval_prompts: Sequence[str] = (),
-               contrastive: Callable[[str], list[str]] | None = None, gold: Judge | None = None) -> Task:
+def plain_task(
+    prompts: Sequence[str],
+    eval_prompts: Sequence[str] = (),
+    contrastive: Callable[[str], list[str]] | None = None,
+    gold: Judge | None = None,
+) -> Task:
     """A task of given prompts (e.g. for Stable Diffusion): no gold judge unless one is given."""
     return Task("prompts", list(dict.fromkeys(prompts)), list(eval_prompts), contrastive, gold)
 

@@ -18,26 +18,31 @@ from textnorm.rewards.base import CrossEncoderReward, DualEncoderReward, RewardM
 
 def _clip(path=None, **kw):
     from textnorm.rewards import clip
+
     return clip.clip(path or clip.CLIP_L14, **kw)
 
 
 def _pickscore(path=None, **kw):
     from textnorm.rewards import clip
+
     return clip.pickscore(path or clip.PICKSCORE, **kw)
 
 
 def _blip2(path=None, **kw):
     from textnorm.rewards import blip2
+
     return blip2.blip2(path or blip2.BLIP2_ITM, head="itm", **kw)
 
 
 def _blip2_itc(path=None, **kw):
     from textnorm.rewards import blip2
+
     return blip2.blip2(path or blip2.BLIP2_ITM, head="itc", **kw)
 
 
 def _imagereward(path=None, **kw):
     from textnorm.rewards import imagereward
+
     return imagereward.imagereward(path or imagereward.IMAGEREWARD, **kw)
 
 

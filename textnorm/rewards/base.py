@@ -45,8 +45,7 @@ class RewardModel(ABC):
 
     name: str = "reward"
 
-    def __init__(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                 batch_size: int = 32):
+    def __init__(self, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, batch_size: int = 32):
         self.device = torch.device(device)
         self.dtype = dtype
         self.batch_size = batch_size
@@ -95,7 +94,7 @@ class DualEncoderReward(RewardModel):
     def text_embeddings(self, prompts: Sequence[str]) -> torch.Tensor:
         missing = [p for p in dict.fromkeys(prompts) if p not in self._text_cache]
         for start in range(0, len(missing), self.batch_size):
-            chunk = missing[start:start + self.batch_size]
+            chunk = missing[start : start + self.batch_size]
             with torch.inference_mode(), autocast_context(self.device, self.dtype):
                 emb = self._encode_texts(chunk).float()
             self._text_cache.update(zip(chunk, emb))
@@ -110,7 +109,7 @@ class DualEncoderReward(RewardModel):
         txt = self.text_embeddings(list(prompts))
         out = []
         for start in self._batches(len(images), progress, f"{self.name} images"):
-            batch = [as_rgb(im) for im in images[start:start + self.batch_size]]
+            batch = [as_rgb(im) for im in images[start : start + self.batch_size]]
             with torch.inference_mode(), autocast_context(self.device, self.dtype):
                 img = self._encode_images(batch).float()
             out.append(self.logit_scale * self._similarity(img, txt))
@@ -136,12 +135,12 @@ class CrossEncoderReward(RewardModel):
         per_batch = max(1, self.batch_size // len(prompts))  # pairs per forward ~ batch_size
         starts = range(0, len(images), per_batch)
         for start in tqdm(starts, disable=not progress, desc=f"{self.name} images"):
-            batch = [as_rgb(im) for im in images[start:start + per_batch]]
+            batch = [as_rgb(im) for im in images[start : start + per_batch]]
             with torch.inference_mode(), autocast_context(self.device, self.dtype):
                 feats = self._image_features(batch)
                 b = feats.shape[0]
                 pair_feats = feats.repeat_interleave(len(prompts), dim=0)
                 pair_prompts = prompts * b
                 scores = self._pair_scores(pair_feats, pair_prompts).float()
-            out[start:start + b] = scores.view(b, len(prompts)).double().cpu().numpy()
+            out[start : start + b] = scores.view(b, len(prompts)).double().cpu().numpy()
         return out

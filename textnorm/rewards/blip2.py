@@ -40,8 +40,9 @@ class _Blip2Mixin:
         return self.model.vision_model(pixel_values=pix).last_hidden_state
 
     def _tokens(self, prompts):
-        return self.processor.tokenizer(prompts, padding=True, truncation=True, max_length=64,
-                                        return_tensors="pt").to(self.device)
+        return self.processor.tokenizer(prompts, padding=True, truncation=True, max_length=64, return_tensors="pt").to(
+            self.device
+        )
 
 
 class Blip2ITC(_Blip2Mixin, DualEncoderReward):
@@ -52,8 +53,9 @@ class Blip2ITC(_Blip2Mixin, DualEncoderReward):
         image_embeds = self._vision(images)
         mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device)
         queries = m.query_tokens.expand(image_embeds.shape[0], -1, -1)
-        q = m.qformer(query_embeds=queries, encoder_hidden_states=image_embeds,
-                      encoder_attention_mask=mask).last_hidden_state
+        q = m.qformer(
+            query_embeds=queries, encoder_hidden_states=image_embeds, encoder_attention_mask=mask
+        ).last_hidden_state
         q = q.to(m.vision_projection.weight.dtype)
         return torch.nn.functional.normalize(m.vision_projection(q).float(), dim=-1)  # (b, Q, D)
 
@@ -80,13 +82,17 @@ class Blip2ITM(_Blip2Mixin, CrossEncoderReward):
         tok = self._tokens(prompts)
         queries = m.query_tokens.expand(feats.shape[0], -1, -1)
         n_query = queries.shape[1]
-        attn = torch.cat([torch.ones(queries.shape[:-1], dtype=torch.long, device=self.device),
-                          tok["attention_mask"]], dim=1)
+        attn = torch.cat(
+            [torch.ones(queries.shape[:-1], dtype=torch.long, device=self.device), tok["attention_mask"]], dim=1
+        )
         emb = m.embeddings(input_ids=tok["input_ids"], query_embeds=queries)
-        h = m.qformer(query_embeds=emb, query_length=n_query, attention_mask=attn,
-                      encoder_hidden_states=feats,
-                      encoder_attention_mask=torch.ones(feats.shape[:-1], dtype=torch.long, device=self.device),
-                      ).last_hidden_state
+        h = m.qformer(
+            query_embeds=emb,
+            query_length=n_query,
+            attention_mask=attn,
+            encoder_hidden_states=feats,
+            encoder_attention_mask=torch.ones(feats.shape[:-1], dtype=torch.long, device=self.device),
+        ).last_hidden_state
         logits = m.itm_head(h[:, :n_query, :].to(m.itm_head.weight.dtype)).mean(dim=1)
         return logits[:, 1] - logits[:, 0]
 

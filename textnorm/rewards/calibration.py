@@ -39,8 +39,7 @@ def _stack(reward: np.ndarray, contrast: np.ndarray) -> np.ndarray:
     r = np.asarray(reward, dtype=float)
     c = np.asarray(contrast, dtype=float)
     if c.ndim == 0 or c.shape[:-1] != r.shape:
-        raise ValueError(
-            f"contrast must have shape reward.shape + (K,), got {c.shape} for reward {r.shape}")
+        raise ValueError(f"contrast must have shape reward.shape + (K,), got {c.shape} for reward {r.shape}")
     if c.shape[-1] == 0:
         raise ValueError("TextNorm needs at least one contrastive prompt")
     return np.concatenate([r[..., None], c], axis=-1)

@@ -27,8 +27,16 @@ def _embedding(out) -> torch.Tensor:
 class CLIPReward(DualEncoderReward):
     name = "clip"
 
-    def __init__(self, model: str = CLIP_L14, processor: str | None = None, *,
-                 device="cpu", dtype=torch.float32, batch_size: int = 32, name: str | None = None):
+    def __init__(
+        self,
+        model: str = CLIP_L14,
+        processor: str | None = None,
+        *,
+        device="cpu",
+        dtype=torch.float32,
+        batch_size: int = 32,
+        name: str | None = None,
+    ):
         super().__init__(device=device, dtype=dtype, batch_size=batch_size)
         from transformers import CLIPModel, CLIPProcessor
 
@@ -47,11 +55,14 @@ class CLIPReward(DualEncoderReward):
         return torch.nn.functional.normalize(emb.float(), dim=-1)
 
     def _encode_texts(self, prompts):
-        tok = self.processor.tokenizer(prompts, padding=True, truncation=True,
-                                       max_length=self.model.config.text_config.max_position_embeddings,
-                                       return_tensors="pt").to(self.device)
-        emb = _embedding(self.model.get_text_features(input_ids=tok["input_ids"],
-                                                      attention_mask=tok["attention_mask"]))
+        tok = self.processor.tokenizer(
+            prompts,
+            padding=True,
+            truncation=True,
+            max_length=self.model.config.text_config.max_position_embeddings,
+            return_tensors="pt",
+        ).to(self.device)
+        emb = _embedding(self.model.get_text_features(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"]))
         return torch.nn.functional.normalize(emb.float(), dim=-1)
 
 

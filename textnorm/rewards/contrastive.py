@@ -23,9 +23,20 @@ from dataclasses import dataclass
 NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
 PREFIX = "a realistic photo of "
 # Irregular plurals of the TIA2 object vocabulary (the rest follow English suffix rules).
-IRREGULAR = {"person": "people", "mouse": "mice", "sheep": "sheep", "deer": "deer", "fish": "fishes",
-             "knife": "knives", "wolf": "wolves", "leaf": "leaves", "child": "children",
-             "scissors": "scissors", "skis": "skis", "glasses": "glasses"}
+IRREGULAR = {
+    "person": "people",
+    "mouse": "mice",
+    "sheep": "sheep",
+    "deer": "deer",
+    "fish": "fishes",
+    "knife": "knives",
+    "wolf": "wolves",
+    "leaf": "leaves",
+    "child": "children",
+    "scissors": "scissors",
+    "skis": "skis",
+    "glasses": "glasses",
+}
 
 
 def pluralize(noun: str) -> str:
@@ -58,7 +69,7 @@ def phrase(noun: str, count: int) -> str:
 
 @dataclass(frozen=True)
 class CountPhrase:
-    noun: str   # singular
+    noun: str  # singular
     count: int
 
 
@@ -94,7 +105,7 @@ def _singularize(plural: str) -> str:
 def _strip_prefix(prompt: str, prefix: str) -> str:
     if not prompt.startswith(prefix):
         raise ValueError(f"prompt {prompt!r} does not start with {prefix!r}")
-    return prompt[len(prefix):]
+    return prompt[len(prefix) :]
 
 
 def counting_contrastive(prompt: str, prefix: str = PREFIX, spread: int = 2) -> list[str]:
@@ -171,15 +182,21 @@ def llm_contrastive_prompts(
     for i, prompt in enumerate(prompts):
         text = instruction.format(n=n, prompt=prompt)
         if getattr(tok, "chat_template", None):
-            ids = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True,
-                                          return_tensors="pt", return_dict=True)
+            ids = tok.apply_chat_template(
+                [{"role": "user", "content": text}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )
         else:
             ids = tok(text, return_tensors="pt")
         ids = {k: v.to(device) for k, v in ids.items()}
         torch.manual_seed(seed + i)
         with torch.inference_mode():
-            gen = lm.generate(**ids, do_sample=True, temperature=temperature, max_new_tokens=max_new_tokens,
-                              pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
-        completion = tok.decode(gen[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+            gen = lm.generate(
+                **ids,
+                do_sample=True,
+                temperature=temperature,
+                max_new_tokens=max_new_tokens,
+                pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+            )
+        completion = tok.decode(gen[0, ids["input_ids"].shape[1] :], skip_special_tokens=True)
         results[prompt] = parse_llm_lines(completion, prompt, n)
     return results

@@ -52,8 +52,10 @@ MEAN, STD = 0.16717362830052426, 1.0333394966054072
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 TEXT_MAX_LENGTH = 35
-_UNUSED = re.compile(r"^blip\.(vision_proj|text_proj|itm_head|temp|text_encoder\.pooler|"
-                     r"text_encoder\.embeddings\.position_ids)")
+_UNUSED = re.compile(
+    r"^blip\.(vision_proj|text_proj|itm_head|temp|text_encoder\.pooler|"
+    r"text_encoder\.embeddings\.position_ids)"
+)
 _VISION_RULES = [
     (r"cls_token$", "embeddings.class_embedding"),
     (r"pos_embed$", "embeddings.position_embedding"),
@@ -74,7 +76,7 @@ def convert_state_dict(original: dict[str, torch.Tensor]) -> dict[str, torch.Ten
         if _UNUSED.match(key):
             continue
         if key.startswith("blip.visual_encoder."):
-            rest = key[len("blip.visual_encoder."):]
+            rest = key[len("blip.visual_encoder.") :]
             for pattern, repl in _VISION_RULES:
                 new, n = re.subn(pattern, repl, rest)
                 if n:
@@ -83,9 +85,9 @@ def convert_state_dict(original: dict[str, torch.Tensor]) -> dict[str, torch.Ten
             else:
                 raise KeyError(f"unknown ImageReward vision weight {key!r}")
         elif key.startswith("blip.text_encoder."):
-            out["text_encoder." + key[len("blip.text_encoder."):]] = value
+            out["text_encoder." + key[len("blip.text_encoder.") :]] = value
         elif key.startswith("mlp.layers."):
-            out["mlp." + key[len("mlp.layers."):]] = value
+            out["mlp." + key[len("mlp.layers.") :]] = value
         else:
             raise KeyError(f"unknown ImageReward weight {key!r}")
     return out
@@ -101,21 +103,35 @@ def vision_config_from_checkpoint(original: dict[str, torch.Tensor]):
     patch = original[p + "patch_embed.proj.weight"].shape[-1]
     grid = math.isqrt(original[p + "pos_embed"].shape[1] - 1)
     return BlipVisionConfig(
-        hidden_size=width, num_hidden_layers=depth, num_attention_heads=max(1, width // 64),
-        intermediate_size=original[p + "blocks.0.mlp.fc1.weight"].shape[0], patch_size=patch,
-        image_size=grid * patch, layer_norm_eps=1e-6, hidden_act="gelu")
+        hidden_size=width,
+        num_hidden_layers=depth,
+        num_attention_heads=max(1, width // 64),
+        intermediate_size=original[p + "blocks.0.mlp.fc1.weight"].shape[0],
+        patch_size=patch,
+        image_size=grid * patch,
+        layer_norm_eps=1e-6,
+        hidden_act="gelu",
+    )
 
 
 def text_config_from_med(med: dict):
     from transformers import BlipTextConfig
 
     return BlipTextConfig(
-        vocab_size=med["vocab_size"], hidden_size=med["hidden_size"],
-        encoder_hidden_size=med["encoder_width"], intermediate_size=med["intermediate_size"],
-        num_hidden_layers=med["num_hidden_layers"], num_attention_heads=med["num_attention_heads"],
+        vocab_size=med["vocab_size"],
+        hidden_size=med["hidden_size"],
+        encoder_hidden_size=med["encoder_width"],
+        intermediate_size=med["intermediate_size"],
+        num_hidden_layers=med["num_hidden_layers"],
+        num_attention_heads=med["num_attention_heads"],
         max_position_embeddings=med["max_position_embeddings"],
-        layer_norm_eps=med.get("layer_norm_eps", 1e-12), hidden_act=med.get("hidden_act", "gelu"),
-        pad_token_id=med.get("pad_token_id", 0), bos_token_id=None, sep_token_id=None, eos_token_id=None)
+        layer_norm_eps=med.get("layer_norm_eps", 1e-12),
+        hidden_act=med.get("hidden_act", "gelu"),
+        pad_token_id=med.get("pad_token_id", 0),
+        bos_token_id=None,
+        sep_token_id=None,
+        eos_token_id=None,
+    )
 
 
 class ImageRewardModel(nn.Module):
@@ -126,17 +142,28 @@ class ImageRewardModel(nn.Module):
         self.visual_encoder = BlipVisionModel(vision_config)
         self.text_encoder = BlipTextModel(text_config, add_pooling_layer=False)
         h = text_config.hidden_size
-        self.mlp = nn.Sequential(nn.Linear(h, 1024), nn.Dropout(0.2), nn.Linear(1024, 128), nn.Dropout(0.2),
-                                 nn.Linear(128, 64), nn.Dropout(0.1), nn.Linear(64, 16), nn.Linear(16, 1))
+        self.mlp = nn.Sequential(
+            nn.Linear(h, 1024),
+            nn.Dropout(0.2),
+            nn.Linear(1024, 128),
+            nn.Dropout(0.2),
+            nn.Linear(128, 64),
+            nn.Dropout(0.1),
+            nn.Linear(64, 16),
+            nn.Linear(16, 1),
+        )
 
     def encode_image(self, pixel_values: torch.Tensor) -> torch.Tensor:
         return self.visual_encoder(pixel_values=pixel_values).last_hidden_state
 
     def reward(self, image_embeds, input_ids, attention_mask) -> torch.Tensor:
         enc_mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
-        h = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask,
-                              encoder_hidden_states=image_embeds,
-                              encoder_attention_mask=enc_mask).last_hidden_state[:, 0, :]
+        h = self.text_encoder(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            encoder_hidden_states=image_embeds,
+            encoder_attention_mask=enc_mask,
+        ).last_hidden_state[:, 0, :]
         return (self.mlp(h.float()).squeeze(-1) - MEAN) / STD
 
 
@@ -179,8 +206,15 @@ def preprocess(images, size: int) -> torch.Tensor:
 class ImageReward(CrossEncoderReward):
     name = "imagereward"
 
-    def __init__(self, path: str = IMAGEREWARD, *, tokenizer: str | None = None, device="cpu",
-                 dtype=torch.float32, batch_size: int = 32):
+    def __init__(
+        self,
+        path: str = IMAGEREWARD,
+        *,
+        tokenizer: str | None = None,
+        device="cpu",
+        dtype=torch.float32,
+        batch_size: int = 32,
+    ):
         super().__init__(device=device, dtype=dtype, batch_size=batch_size)
         original = torch.load(_resolve(path, CHECKPOINT), map_location="cpu", weights_only=True)
         original = original.get("state_dict", original)
@@ -195,8 +229,9 @@ class ImageReward(CrossEncoderReward):
         return self.model.encode_image(preprocess(images, self.image_size).to(self.device, self.dtype))
 
     def _pair_scores(self, feats, prompts):
-        tok = self.tokenizer(prompts, padding="max_length", truncation=True, max_length=TEXT_MAX_LENGTH,
-                             return_tensors="pt").to(self.device)
+        tok = self.tokenizer(
+            prompts, padding="max_length", truncation=True, max_length=TEXT_MAX_LENGTH, return_tensors="pt"
+        ).to(self.device)
         return self.model.reward(feats, tok["input_ids"], tok["attention_mask"])
 
 

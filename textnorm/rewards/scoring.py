@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from textnorm.rewards import calibration
 
-if TYPE_CHECKING:   # base.py uses group_by_prompt from here
+if TYPE_CHECKING:  # base.py uses group_by_prompt from here
     from textnorm.rewards.base import RewardModel
 
 Contrastive = Callable[[str], Sequence[str]] | Mapping[str, Sequence[str]]
@@ -49,9 +49,14 @@ def _contrasts(contrastive: Contrastive, prompt: str) -> list[str]:
     return list(contrastive(prompt))
 
 
-def prompt_matrices(model: RewardModel, images: Sequence, prompts: Sequence[str],
-                    contrastive: Contrastive | None = None, load: Callable[[object], object] | None = None,
-                    progress: bool = False) -> Matrices:
+def prompt_matrices(
+    model: RewardModel,
+    images: Sequence,
+    prompts: Sequence[str],
+    contrastive: Contrastive | None = None,
+    load: Callable[[object], object] | None = None,
+    progress: bool = False,
+) -> Matrices:
     """For every prompt y: (indices of its images, R) with R = model.score_matrix(its images,
     [y, *C(y)]) (only the column of y without ``contrastive``). ``load`` turns an entry of
     ``images`` into an image (e.g. a file name into a PIL image), one prompt's images at a time."""
@@ -61,8 +66,10 @@ def prompt_matrices(model: RewardModel, images: Sequence, prompts: Sequence[str]
     if isinstance(contrastive, Mapping):
         lacking = [p for p in groups if not contrastive.get(p)]
         if lacking:
-            raise KeyError(f"{len(lacking)} prompts have no contrastive prompt set, e.g. {lacking[0]!r}; "
-                           "generate them (textnorm.rewards.contrastive) or score without TextNorm.")
+            raise KeyError(
+                f"{len(lacking)} prompts have no contrastive prompt set, e.g. {lacking[0]!r}; "
+                "generate them (textnorm.rewards.contrastive) or score without TextNorm."
+            )
     out = {}
     for prompt, idx in tqdm(groups.items(), disable=not progress, desc=f"scoring with {model.name}"):
         texts = [prompt, *(_contrasts(contrastive, prompt) if contrastive is not None else [])]

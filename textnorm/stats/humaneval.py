@@ -68,13 +68,14 @@ def validate(df: pd.DataFrame) -> pd.DataFrame:
     bad = ~df["choice"].isin(CHOICES)
     if bad.any():
         values = sorted(df.loc[bad, "choice"].unique())[:5]
-        raise JudgmentError(f"unknown choice value(s) {values} in {int(bad.sum())} row(s); "
-                            f"allowed: {list(CHOICES)}")
+        raise JudgmentError(f"unknown choice value(s) {values} in {int(bad.sum())} row(s); allowed: {list(CHOICES)}")
     same = df["left"] == df["right"]
     if same.any():
         first = df[same].iloc[0]
-        raise JudgmentError(f"{int(same.sum())} judgment(s) compare a system with itself "
-                            f"(e.g. {first['left']!r} on prompt {first['prompt']!r})")
+        raise JudgmentError(
+            f"{int(same.sum())} judgment(s) compare a system with itself "
+            f"(e.g. {first['left']!r} on prompt {first['prompt']!r})"
+        )
     return df.reset_index(drop=True)
 
 
@@ -129,10 +130,23 @@ def compare(df: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None = None, le
         n = w + lost
         wil = proportion_confint(w, n, alpha=1 - level, method="wilson") if n else (np.nan, np.nan)
         cp = proportion_confint(w, n, alpha=1 - level, method="beta") if n else (np.nan, np.nan)
-        rows.append({"system_a": a, "system_b": b, "judgments": w + lost + t, "wins_a": w, "wins_b": lost, "ties": t,
-                     "win_rate_a": w / n if n else np.nan, "wilson_low": wil[0], "wilson_high": wil[1],
-                     "cp_low": cp[0], "cp_high": cp[1],
-                     "p_sign_drop": sign_test(w, lost, t, "drop"), "p_sign_split": sign_test(w, lost, t, "split")})
+        rows.append(
+            {
+                "system_a": a,
+                "system_b": b,
+                "judgments": w + lost + t,
+                "wins_a": w,
+                "wins_b": lost,
+                "ties": t,
+                "win_rate_a": w / n if n else np.nan,
+                "wilson_low": wil[0],
+                "wilson_high": wil[1],
+                "cp_low": cp[0],
+                "cp_high": cp[1],
+                "p_sign_drop": sign_test(w, lost, t, "drop"),
+                "p_sign_split": sign_test(w, lost, t, "split"),
+            }
+        )
     out = pd.DataFrame(rows)
     for col in ("p_sign_drop", "p_sign_split"):
         out[col + "_holm"] = multipletests(out[col], method="holm")[1]
@@ -148,8 +162,13 @@ def _pairs(df: pd.DataFrame, pairs) -> list[tuple[str, str]]:
     return list(pairs)
 
 
-def compare_by_prompt(df: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None = None, level: float = 0.95,
-                      n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+def compare_by_prompt(
+    df: pd.DataFrame,
+    pairs: Sequence[tuple[str, str]] | None = None,
+    level: float = 0.95,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """One row per pair (a, b) with the prompt as the unit (module docstring): prompts compared,
     a's win rate over decided judgments, its prompt-bootstrap percentile interval (``boot_low``,
     ``boot_high``; resamples without a decided judgment are left out), prompts won and lost by
@@ -168,19 +187,32 @@ def compare_by_prompt(df: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None 
             raise ValueError(f"no judgment compares {a!r} with {b!r}")
         win_a = ((sub.left == a) & (sub.choice == "left")) | ((sub.right == a) & (sub.choice == "right"))
         win_b = (sub.choice != "tie") & ~win_a
-        per = pd.DataFrame({"prompt": sub.prompt, "w": win_a.astype(int), "l": win_b.astype(int)}) \
-            .groupby("prompt", sort=True)[["w", "l"]].sum()
+        per = (
+            pd.DataFrame({"prompt": sub.prompt, "w": win_a.astype(int), "l": win_b.astype(int)})
+            .groupby("prompt", sort=True)[["w", "l"]]
+            .sum()
+        )
         w, lost = per.w.to_numpy(), per.l.to_numpy()
         draws = rng.integers(0, len(per), (n_boot, len(per)))
         ws, ns = w[draws].sum(1), (w + lost)[draws].sum(1)
         rates = ws[ns > 0] / ns[ns > 0]
         lo, hi = np.quantile(rates, [alpha, 1 - alpha]) if len(rates) else (np.nan, np.nan)
         pw, pl = int((w > lost).sum()), int((w < lost).sum())
-        rows.append({"system_a": a, "system_b": b, "prompts": len(per),
-                     "win_rate_a": w.sum() / (w + lost).sum() if (w + lost).sum() else np.nan,
-                     "boot_low": float(lo), "boot_high": float(hi), "n_boot": int(len(rates)),
-                     "prompt_wins_a": pw, "prompt_wins_b": pl, "prompt_ties": int(len(per) - pw - pl),
-                     "p_sign_prompts": sign_test(pw, pl)})
+        rows.append(
+            {
+                "system_a": a,
+                "system_b": b,
+                "prompts": len(per),
+                "win_rate_a": w.sum() / (w + lost).sum() if (w + lost).sum() else np.nan,
+                "boot_low": float(lo),
+                "boot_high": float(hi),
+                "n_boot": int(len(rates)),
+                "prompt_wins_a": pw,
+                "prompt_wins_b": pl,
+                "prompt_ties": int(len(per) - pw - pl),
+                "p_sign_prompts": sign_test(pw, pl),
+            }
+        )
     out = pd.DataFrame(rows)
     out["p_sign_prompts_holm"] = multipletests(out.p_sign_prompts, method="holm")[1]
     return out
@@ -212,8 +244,10 @@ def fit_problem(df: pd.DataFrame, systems: list[str] | None = None) -> str | Non
     systems = systems or sorted(set(df.left) | set(df.right))
     groups = _components(systems, df.left, df.right, strong=False)
     if len(groups) > 1:
-        return (f"the comparisons fall apart into {len(groups)} unconnected groups {groups}: strengths of "
-                "systems never compared, directly or through others, are not defined")
+        return (
+            f"the comparisons fall apart into {len(groups)} unconnected groups {groups}: strengths of "
+            "systems never compared, directly or through others, are not defined"
+        )
     decided = df[df.choice != "tie"]
     if decided.empty:
         return "every judgment is a tie: no win or loss to fit strengths to"
@@ -221,14 +255,17 @@ def fit_problem(df: pd.DataFrame, systems: list[str] | None = None) -> str | Non
     losers = np.where(decided.choice == "left", decided.right, decided.left)
     groups = _components(systems, winners, losers, strong=True)
     if len(groups) > 1:
-        return (f"separation: the wins do not connect every system both ways (groups {groups}; some group never "
-                "lost, or never won, against the others), so the maximum-likelihood strengths are infinite; "
-                "report the win counts and the exact sign test (compare) instead")
+        return (
+            f"separation: the wins do not connect every system both ways (groups {groups}; some group never "
+            "lost, or never won, against the others), so the maximum-likelihood strengths are infinite; "
+            "report the win counts and the exact sign test (compare) instead"
+        )
     return None
 
 
-def bradley_terry(df: pd.DataFrame, reference: str | None = None, level: float = 0.95,
-                  cluster: bool = True) -> pd.DataFrame:
+def bradley_terry(
+    df: pd.DataFrame, reference: str | None = None, level: float = 0.95, cluster: bool = True
+) -> pd.DataFrame:
     """Bradley-Terry strengths b_s (b_reference = 0) with prompt-clustered standard errors
     (``cluster=False``: the model-based ones, which treat every judgment as independent; shown
     beside the clustered ones to see what the clustering changes). Raises ValueError when the
@@ -244,26 +281,38 @@ def bradley_terry(df: pd.DataFrame, reference: str | None = None, level: float =
     if problem:
         raise ValueError(f"Bradley-Terry: {problem}")
     if df.loc[df.choice != "tie", "prompt"].nunique() < 2:
-        raise ValueError("Bradley-Terry: prompt-clustered standard errors need decided judgments on at least "
-                         "two prompts")
+        raise ValueError(
+            "Bradley-Terry: prompt-clustered standard errors need decided judgments on at least two prompts"
+        )
     X, y = _design(df, systems, reference)
     groups = pd.factorize(df.loc[df.choice != "tie", "prompt"])[0]
     glm = sm.GLM(y, X, family=sm.families.Binomial())
     fit = glm.fit(cov_type="cluster", cov_kwds={"groups": groups}) if cluster else glm.fit()
     if not np.all(fit.bse > 1e-8 * np.maximum(1.0, np.abs(fit.params))):
-        raise ValueError("Bradley-Terry: the prompt-clustered standard errors are degenerate (zero): every prompt "
-                         f"shows the same outcomes ({groups.max() + 1} prompts), so the data say nothing about how "
-                         "much strengths vary between prompts; use more prompts or the exact sign test (compare)")
+        raise ValueError(
+            "Bradley-Terry: the prompt-clustered standard errors are degenerate (zero): every prompt "
+            f"shows the same outcomes ({groups.max() + 1} prompts), so the data say nothing about how "
+            "much strengths vary between prompts; use more prompts or the exact sign test (compare)"
+        )
     z = stats.norm.ppf(0.5 + level / 2)
     rows = [{"system": reference, "strength": 0.0, "se": 0.0, "ci_low": 0.0, "ci_high": 0.0, "p_value": np.nan}]
     for s, b, se, p in zip([s for s in systems if s != reference], fit.params, fit.bse, fit.pvalues):
-        rows.append({"system": s, "strength": float(b), "se": float(se), "ci_low": float(b - z * se),
-                     "ci_high": float(b + z * se), "p_value": float(p)})
+        rows.append(
+            {
+                "system": s,
+                "strength": float(b),
+                "se": float(se),
+                "ci_low": float(b - z * se),
+                "ci_high": float(b + z * se),
+                "p_value": float(p),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def bradley_terry_bootstrap(df: pd.DataFrame, reference: str | None = None, n_boot: int = 1000,
-                            level: float = 0.95, seed: int = 0) -> pd.DataFrame:
+def bradley_terry_bootstrap(
+    df: pd.DataFrame, reference: str | None = None, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> pd.DataFrame:
     """Percentile intervals of the strengths from refits on prompts resampled with replacement."""
     df = validate(df)
     _check_level(level)
@@ -275,8 +324,10 @@ def bradley_terry_bootstrap(df: pd.DataFrame, reference: str | None = None, n_bo
         raise ValueError(f"reference {reference!r} is not among the systems {systems}")
     prompts = df.prompt.unique()
     if df.loc[df.choice != "tie", "prompt"].nunique() < 2:
-        raise ValueError("the prompt bootstrap needs decided judgments on at least two prompts (with one, every "
-                         "resample is the data)")
+        raise ValueError(
+            "the prompt bootstrap needs decided judgments on at least two prompts (with one, every "
+            "resample is the data)"
+        )
     problem = fit_problem(df, systems)
     if problem:
         raise ValueError(f"Bradley-Terry: {problem}")
@@ -325,7 +376,7 @@ def krippendorff_alpha_nominal(labels: np.ndarray) -> float:
     if n <= 1:
         raise ValueError("Krippendorff's alpha needs at least one unit with two ratings")
     d_o = (o.sum() - np.trace(o)) / n
-    d_e = (n_c.sum() ** 2 - (n_c ** 2).sum()) / (n * (n - 1))
+    d_e = (n_c.sum() ** 2 - (n_c**2).sum()) / (n * (n - 1))
     return float(1 - d_o / d_e) if d_e > 0 else 1.0
 
 
@@ -341,8 +392,9 @@ def judgments_needed(p: float = 2 / 3, alpha: float = 0.05, power: float = 0.8, 
     """Smallest n with exact sign-test power >= ``power`` (the power is not monotone in n, so the
     smallest n from which every larger n up to n + 10 also reaches it), and the normal
     approximation."""
-    approx = NormalIndPower().solve_power(effect_size=proportion_effectsize(p, 0.5), alpha=alpha,
-                                          power=power, ratio=0, alternative="two-sided")
+    approx = NormalIndPower().solve_power(
+        effect_size=proportion_effectsize(p, 0.5), alpha=alpha, power=power, ratio=0, alternative="two-sided"
+    )
     start = max(2, int(np.floor(approx * 0.5)))
     exact = None
     for n in range(start, n_max):

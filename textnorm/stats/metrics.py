@@ -132,9 +132,7 @@ def per_prompt_metrics(
     return pd.DataFrame(rows)
 
 
-def bootstrap_ci(
-    values, n_boot: int = 10_000, level: float = 0.95, seed: int = 0
-) -> tuple[float, float, float]:
+def bootstrap_ci(values, n_boot: int = 10_000, level: float = 0.95, seed: int = 0) -> tuple[float, float, float]:
     """Mean of ``values`` and its percentile bootstrap interval (resampling values)."""
     v = np.asarray(values, dtype=float)
     v = v[~np.isnan(v)]
@@ -162,8 +160,16 @@ def summarize(
         key = key if isinstance(key, tuple) else (key,)
         for metric in metrics:
             mean, lo, hi = bootstrap_ci(grp[metric], n_boot=n_boot, level=level, seed=seed)
-            rows.append({**dict(zip(by, key)), "metric": metric, "mean": mean,
-                         "ci_low": lo, "ci_high": hi, "n_prompts": int(grp[metric].notna().sum())})
+            rows.append(
+                {
+                    **dict(zip(by, key)),
+                    "metric": metric,
+                    "mean": mean,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "n_prompts": int(grp[metric].notna().sum()),
+                }
+            )
     return _keep_dtypes(pd.DataFrame(rows), table, by)
 
 
@@ -203,10 +209,20 @@ def paired_tests(
             else:
                 res = stats.wilcoxon(d, zero_method="wilcox")
                 stat, p = float(res.statistic), float(res.pvalue)
-            group_rows.append({by: group, "model_a": a, "model_b": b, "n_prompts": int(d.size),
-                               "mean_diff": float(d.mean()), "median_diff": float(np.median(d)),
-                               "wins_a": int((d > 0).sum()), "wins_b": int((d < 0).sum()),
-                               "statistic": stat, "p_value": p})
+            group_rows.append(
+                {
+                    by: group,
+                    "model_a": a,
+                    "model_b": b,
+                    "n_prompts": int(d.size),
+                    "mean_diff": float(d.mean()),
+                    "median_diff": float(np.median(d)),
+                    "wins_a": int((d > 0).sum()),
+                    "wins_b": int((d < 0).sum()),
+                    "statistic": stat,
+                    "p_value": p,
+                }
+            )
         p_holm = multipletests([r["p_value"] for r in group_rows], method="holm")[1]
         for r, ph in zip(group_rows, p_holm):
             r["p_holm"] = float(ph)

@@ -16,8 +16,14 @@ import numpy as np
 import pandas as pd
 
 
-def cross_validated(table: pd.DataFrame, value: str, param: str = "param", folds: int = 5, seed: int = 0,
-                    by: tuple[str, ...] = ("subset",)) -> pd.DataFrame:
+def cross_validated(
+    table: pd.DataFrame,
+    value: str,
+    param: str = "param",
+    folds: int = 5,
+    seed: int = 0,
+    by: tuple[str, ...] = ("subset",),
+) -> pd.DataFrame:
     """One row per prompt: its fold, the chosen param and the value with that param."""
     out = []
     for _, grp in table.groupby(list(by), sort=False, observed=True):
@@ -35,8 +41,9 @@ def cross_validated(table: pd.DataFrame, value: str, param: str = "param", folds
     return pd.concat(out, ignore_index=True)
 
 
-def per_prompt_best(table: pd.DataFrame, value: str, param: str = "param",
-                    by: tuple[str, ...] = ("subset",)) -> pd.DataFrame:
+def per_prompt_best(
+    table: pd.DataFrame, value: str, param: str = "param", by: tuple[str, ...] = ("subset",)
+) -> pd.DataFrame:
     """One row per prompt with the param that maximises that prompt's own value."""
     idx = table.groupby([*by, "prompt"], observed=True)[value].idxmax()
     return table.loc[idx].reset_index(drop=True)

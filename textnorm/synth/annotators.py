@@ -24,9 +24,15 @@ def near_miss(image: np.ndarray, caption: str) -> bool:
     return sum(((found - want) + (want - found)).values()) == 1
 
 
-def simulate_labels(images: np.ndarray, captions: Sequence[str], verdicts: np.ndarray | None = None,
-                    flip: Sequence[float] = (0.06, 0.1, 0.16), unsure: Sequence[float] = (0.01, 0.02, 0.04),
-                    near_miss_boost: float = 2.5, seed: int = 0) -> np.ndarray:
+def simulate_labels(
+    images: np.ndarray,
+    captions: Sequence[str],
+    verdicts: np.ndarray | None = None,
+    flip: Sequence[float] = (0.06, 0.1, 0.16),
+    unsure: Sequence[float] = (0.01, 0.02, 0.04),
+    near_miss_boost: float = 2.5,
+    seed: int = 0,
+) -> np.ndarray:
     """(n, n_annotators) labels in {1, 0, -1}."""
     if len(flip) != len(unsure):
         raise ValueError("flip and unsure need one rate per annotator")

@@ -27,8 +27,9 @@ def choose_prompts(n_composition: int = 64, seed: int = 0) -> dict[str, list[str
     return {"counting": counting, "composition": composition}
 
 
-def build(pipe, prompts: dict[str, list[str]], n_images: int = 50, seed: int = 0, steps: int = 20,
-          progress: bool = True) -> tuple[np.ndarray, pd.DataFrame]:
+def build(
+    pipe, prompts: dict[str, list[str]], n_images: int = 50, seed: int = 0, steps: int = 20, progress: bool = True
+) -> tuple[np.ndarray, pd.DataFrame]:
     from tqdm import tqdm
 
     train = {s: set(scenes.split_captions(s, seed=0)[0]) for s in prompts}
@@ -38,8 +39,15 @@ def build(pipe, prompts: dict[str, list[str]], n_images: int = 50, seed: int = 0
         for cap in tqdm(caps, disable=not progress, desc=f"sampling {subset}"):
             imgs = pipe([cap] * n_images, num_inference_steps=steps, seed=seed + pid)
             for j in range(n_images):
-                rows.append({"subset": subset, "prompt_id": pid, "prompt": cap, "image": f"image_{pid}_{j}.png",
-                             "split": "train" if cap in train[subset] else "held-out"})
+                rows.append(
+                    {
+                        "subset": subset,
+                        "prompt_id": pid,
+                        "prompt": cap,
+                        "image": f"image_{pid}_{j}.png",
+                        "split": "train" if cap in train[subset] else "held-out",
+                    }
+                )
             all_images.append(imgs)
             pid += 1
     images = np.concatenate(all_images)
@@ -54,8 +62,14 @@ def build(pipe, prompts: dict[str, list[str]], n_images: int = 50, seed: int = 0
 
 def save(path: str | Path, images: np.ndarray, table: pd.DataFrame) -> None:
     # strings as fixed-width unicode, so the file loads without pickle
-    cols = {f"col_{c}": (table[c].to_numpy() if pd.api.types.is_numeric_dtype(table[c]) or table[c].dtype == bool
-                         else np.asarray(table[c], dtype=str)) for c in table.columns}
+    cols = {
+        f"col_{c}": (
+            table[c].to_numpy()
+            if pd.api.types.is_numeric_dtype(table[c]) or table[c].dtype == bool
+            else np.asarray(table[c], dtype=str)
+        )
+        for c in table.columns
+    }
     np.savez_compressed(path, images=images, columns=np.array(list(table.columns)), **cols)
 
 

@@ -39,12 +39,13 @@ def classify_pixels(img: np.ndarray, clean: bool = True) -> np.ndarray:
 def _drop_isolated(labels: np.ndarray) -> np.ndarray:
     h, w = labels.shape
     pad = np.pad(labels, 1, mode="edge")  # borders: the image edge continues
-    shifts4 = [pad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w] for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
+    shifts4 = [pad[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1))]
     isolated = ~np.any([s == labels for s in shifts4], axis=0)
     if not isolated.any():
         return labels
-    shifts8 = np.stack([pad[1 + dy:1 + dy + h, 1 + dx:1 + dx + w]
-                        for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)])
+    shifts8 = np.stack(
+        [pad[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
+    )
     votes = np.stack([(shifts8 == k).sum(0) for k in range(len(_PALETTE))])
     out = labels.copy()
     out[isolated] = votes.argmax(0)[isolated]
@@ -63,7 +64,7 @@ def _templates(sizes: tuple[int, ...] = (4, 5, 6)) -> list[tuple[str, np.ndarray
 
 def shape_of(mask: np.ndarray, min_iou: float = 0.5) -> str:
     rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    m = mask[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    m = mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     h, w = m.shape
     area = m.sum()
     best, best_shape = 0.0, "unknown"

@@ -33,13 +33,13 @@ from textnorm.synth.generator import MAX_TOKENS, build_tokenizer
 
 @dataclass
 class ProxyConfig:
-    kind: str = "contrastive"     # or "preference"
+    kind: str = "contrastive"  # or "preference"
     steps: int = 1500
     batch_size: int = 128
     lr: float = 2e-3
-    n_images: int = 2000          # contrastive: size of the fixed training set
-    beta: float = 3.0             # preference: weight of alignment
-    gamma: float = 1.5            # preference: weight of object size (px)
+    n_images: int = 2000  # contrastive: size of the fixed training set
+    beta: float = 3.0  # preference: weight of alignment
+    gamma: float = 1.5  # preference: weight of object size (px)
     seed: int = 0
     threads: int = 2
 
@@ -47,16 +47,29 @@ class ProxyConfig:
 def build_proxy(seed: int = 0) -> tuple[CLIPModel, CLIPProcessor]:
     tok = build_tokenizer()
     torch.manual_seed(seed)
-    text = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                vocab_size=len(tok.get_vocab()), max_position_embeddings=MAX_TOKENS,
-                eos_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id, pad_token_id=tok.pad_token_id)
-    vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
-                  image_size=16, patch_size=4)
-    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=32,
-                                 logit_scale_init_value=float(np.log(10.0))))
-    processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 16},
-                                                                 crop_size={"height": 16, "width": 16}),
-                              tokenizer=tok)
+    text = dict(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        vocab_size=len(tok.get_vocab()),
+        max_position_embeddings=MAX_TOKENS,
+        eos_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    vision = dict(
+        hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4, image_size=16, patch_size=4
+    )
+    model = CLIPModel(
+        CLIPConfig(
+            text_config=text, vision_config=vision, projection_dim=32, logit_scale_init_value=float(np.log(10.0))
+        )
+    )
+    processor = CLIPProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}),
+        tokenizer=tok,
+    )
     return model, processor
 
 
@@ -81,7 +94,8 @@ def train_proxy(out: str | Path, cfg: ProxyConfig | None = None, progress: bool 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     warm = max(1, cfg.steps // 20)  # linear warm-up, then cosine decay
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + np.cos(np.pi * min(1.0, s / cfg.steps))))
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + np.cos(np.pi * min(1.0, s / cfg.steps)))
+    )
     rng = np.random.default_rng(cfg.seed)
     train = [c for s in ("counting", "composition") for c in scenes.split_captions(s, seed=0)[0]]
     if cfg.kind == "contrastive":
@@ -101,8 +115,10 @@ def train_proxy(out: str | Path, cfg: ProxyConfig | None = None, progress: bool 
             # captions can repeat inside a batch: every copy of the right caption is a positive
             same = torch.tensor([[a == b for b in caps] for a in caps], dtype=torch.float32)
             target = same / same.sum(1, keepdim=True)
-            loss = 0.5 * (torch.nn.functional.cross_entropy(logits, target)
-                          + torch.nn.functional.cross_entropy(logits.T, target.T))
+            loss = 0.5 * (
+                torch.nn.functional.cross_entropy(logits, target)
+                + torch.nn.functional.cross_entropy(logits.T, target.T)
+            )
         else:
             caps = list(rng.choice(train, cfg.batch_size))
             pair_imgs, aligned, sizes = [], [], []

@@ -21,7 +21,11 @@ import numpy as np
 
 SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
 COLORS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 40, 40), "green": (40, 180, 60), "blue": (50, 80, 230), "yellow": (230, 210, 40)}
+    "red": (220, 40, 40),
+    "green": (40, 180, 60),
+    "blue": (50, 80, 230),
+    "yellow": (230, 210, 40),
+}
 BACKGROUND = (20, 20, 20)
 NUMBER_WORDS = ("zero", "a", "two", "three", "four")
 
@@ -63,8 +67,12 @@ def all_captions(subset: str) -> list[Caption]:
     if subset == "counting":
         return [(Group(n, c, s),) for n in range(1, 5) for c, s in kinds]
     if subset == "composition":
-        return [(Group(n1, *a), Group(n2, *b)) for a, b in itertools.permutations(kinds, 2)
-                for n1 in (1, 2) for n2 in (1, 2)]
+        return [
+            (Group(n1, *a), Group(n2, *b))
+            for a, b in itertools.permutations(kinds, 2)
+            for n1 in (1, 2)
+            for n2 in (1, 2)
+        ]
     raise ValueError(f"subset must be 'counting' or 'composition', got {subset!r}")
 
 
@@ -85,7 +93,7 @@ def shape_mask(shape: str, cx: float, cy: float, size: int, res: int, ss: int = 
     x, y = np.meshgrid(grid, grid)
     r = size / 2
     if shape == "circle":
-        inside = (x - cx) ** 2 + (y - cy) ** 2 <= r ** 2
+        inside = (x - cx) ** 2 + (y - cy) ** 2 <= r**2
     elif shape == "square":
         inside = (np.abs(x - cx) <= r) & (np.abs(y - cy) <= r)
     elif shape == "triangle":  # apex up, base at the bottom
@@ -105,8 +113,9 @@ def render(objects: list[tuple[str, str, float, float, int]], res: int = 16) -> 
     return img
 
 
-def sample_layout(caption: Caption, rng: np.random.Generator, res: int = 16,
-                  sizes: tuple[int, ...] = (4, 5), tries: int = 200) -> list[tuple[str, str, float, float, int]]:
+def sample_layout(
+    caption: Caption, rng: np.random.Generator, res: int = 16, sizes: tuple[int, ...] = (4, 5), tries: int = 200
+) -> list[tuple[str, str, float, float, int]]:
     """Random non-touching positions for the objects of a caption (integer-aligned boxes)."""
     objs = [(g.shape, g.color) for g in caption for _ in range(g.count)]
     for _ in range(tries):
@@ -115,9 +124,9 @@ def sample_layout(caption: Caption, rng: np.random.Generator, res: int = 16,
             size = int(rng.choice(sizes))
             for _ in range(50):
                 x0, y0 = rng.integers(0, res - size + 1, size=2)
-                box = occupied[max(0, y0 - 1):y0 + size + 1, max(0, x0 - 1):x0 + size + 1]
+                box = occupied[max(0, y0 - 1) : y0 + size + 1, max(0, x0 - 1) : x0 + size + 1]
                 if not box.any():
-                    occupied[y0:y0 + size, x0:x0 + size] = True
+                    occupied[y0 : y0 + size, x0 : x0 + size] = True
                     placed.append((shape, color, x0 + size / 2, y0 + size / 2, size))
                     break
             else:
@@ -160,10 +169,16 @@ def contrastive_captions(caption: Caption | str) -> list[str]:
     else:
         a, b = caption
         out = [caption_text((a,)), caption_text((b,))]
-        out += [caption_text((Group(na, a.color, a.shape), Group(nb, b.color, b.shape)))
-                for na in (1, 2) for nb in (1, 2) if (na, nb) != (a.count, b.count)]
-        for a2, b2 in ((Group(a.count, b.color, a.shape), Group(b.count, a.color, b.shape)),
-                       (Group(a.count, a.color, b.shape), Group(b.count, b.color, a.shape))):
+        out += [
+            caption_text((Group(na, a.color, a.shape), Group(nb, b.color, b.shape)))
+            for na in (1, 2)
+            for nb in (1, 2)
+            if (na, nb) != (a.count, b.count)
+        ]
+        for a2, b2 in (
+            (Group(a.count, b.color, a.shape), Group(b.count, a.color, b.shape)),
+            (Group(a.count, a.color, b.shape), Group(b.count, b.color, a.shape)),
+        ):
             if (a2.color, a2.shape) != (b2.color, b2.shape):
                 out.append(caption_text((a2, b2)))
     return [c for c in dict.fromkeys(out) if c != me]

@@ -30,9 +30,14 @@ def synth_task(n_train: int = 8, n_eval: int = 8, seed: int = 0, res: int = 16) 
     rng = np.random.default_rng(seed)
     train, held = [], []
     for subset in ("counting", "composition"):
-        tr, ho = scenes.split_captions(subset, seed=0)   # the generator's own split
+        tr, ho = scenes.split_captions(subset, seed=0)  # the generator's own split
         train += rng.choice(tr, n_train // 2, replace=False).tolist()
         held += ho[: n_eval // 2]
-    return Task("synth", train, held, scenes.contrastive_captions,
-                lambda images, prompts: judge.judge_batch(np.asarray(images), list(prompts)).astype(float),
-                functools.partial(pretrain_data, res=res))
+    return Task(
+        "synth",
+        train,
+        held,
+        scenes.contrastive_captions,
+        lambda images, prompts: judge.judge_batch(np.asarray(images), list(prompts)).astype(float),
+        functools.partial(pretrain_data, res=res),
+    )

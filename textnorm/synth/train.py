@@ -43,8 +43,9 @@ def gold_alignment(pipe: SynthPipeline, captions: list[str], seed: int, steps: i
     return float(judge.judge_batch(images, captions).mean())
 
 
-def train_generator(out: str | Path, cfg: TrainConfig | None = None, progress: bool = True,
-                    pipe: SynthPipeline | None = None) -> dict:
+def train_generator(
+    out: str | Path, cfg: TrainConfig | None = None, progress: bool = True, pipe: SynthPipeline | None = None
+) -> dict:
     """Train and save to ``out`` (a SynthPipeline folder). Returns the training log."""
     cfg = cfg or TrainConfig()
     torch.set_num_threads(cfg.threads)
@@ -94,8 +95,7 @@ def train_generator(out: str | Path, cfg: TrainConfig | None = None, progress: b
             pipe.unet.eval()
             pipe.text_encoder.eval()
             acc = gold_alignment(pipe, eval_caps, seed=cfg.seed, steps=cfg.sample_steps)
-            log["eval"].append({"step": step + 1, "heldout_gold_alignment": acc,
-                                "seconds": round(time.time() - t0, 1)})
+            log["eval"].append({"step": step + 1, "heldout_gold_alignment": acc, "seconds": round(time.time() - t0, 1)})
             pipe.save_pretrained(out)
             (out / "train_log.json").write_text(json.dumps(log, indent=1))
             pipe.unet.train()

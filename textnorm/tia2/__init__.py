@@ -23,6 +23,16 @@ from textnorm.tia2.annotations import (
 )
 from textnorm.tia2.data import SUBSETS
 
-__all__ = ["METRICS", "MODELS", "SUBSETS", "clean_contrastive", "is_aligned", "label_rule_check",
-           "load_contrastive_prompts", "load_images", "load_published_scores", "prompt_summary",
-           "scorable_images"]
+__all__ = [
+    "METRICS",
+    "MODELS",
+    "SUBSETS",
+    "clean_contrastive",
+    "is_aligned",
+    "label_rule_check",
+    "load_contrastive_prompts",
+    "load_images",
+    "load_published_scores",
+    "prompt_summary",
+    "scorable_images",
+]

@@ -57,9 +57,7 @@ def load_images(subsets: Iterable[str] = SUBSETS, **source) -> pd.DataFrame:
                 raise ValueError(f"unexpected TIA2 record {name!r} in subset {subset}: {rec}")
             rows.append((subset, int(m.group(1)), rec["caption"], name, *rec["human_labels"]))
         frames.append(
-            pd.DataFrame(
-                rows, columns=["subset", "prompt_id", "prompt", "image", "label_1", "label_2", "label_3"]
-            )
+            pd.DataFrame(rows, columns=["subset", "prompt_id", "prompt", "image", "label_1", "label_2", "label_3"])
         )
     df = pd.concat(frames, ignore_index=True)
     df["aligned"] = is_aligned(df[["label_1", "label_2", "label_3"]].to_numpy())
@@ -85,10 +83,14 @@ def label_rule_check(images: pd.DataFrame, published: pd.DataFrame) -> dict[str,
     pub.index = pub.index.set_levels(pub.index.levels[0].astype(str), level=0)
     common = ours.index.intersection(pub.index)
     diff = np.abs(ours.loc[common].to_numpy(dtype=float) - pub.loc[common].to_numpy(dtype=float))
-    return {"scorable_prompts": int(len(ours)), "published_prompts": int(len(pub)),
-            "matched": int((diff <= 1e-9).sum()), "max_abs_diff": float(diff.max()) if len(diff) else float("nan"),
-            "only_ours": int(len(ours.index.difference(pub.index))),
-            "only_published": int(len(pub.index.difference(ours.index)))}
+    return {
+        "scorable_prompts": int(len(ours)),
+        "published_prompts": int(len(pub)),
+        "matched": int((diff <= 1e-9).sum()),
+        "max_abs_diff": float(diff.max()) if len(diff) else float("nan"),
+        "only_ours": int(len(ours.index.difference(pub.index))),
+        "only_published": int(len(pub.index.difference(ours.index))),
+    }
 
 
 def scorable_images(images: pd.DataFrame) -> pd.DataFrame:
@@ -141,8 +143,13 @@ def load_published_scores(subsets: Iterable[str] = SUBSETS, **source) -> pd.Data
                 if key == "human":
                     continue
                 model, _, variant = key.partition("_")
-                row = {"subset": subset, "prompt": prompt, "human": rec["human"], "model": model,
-                       "variant": variant or None}
+                row = {
+                    "subset": subset,
+                    "prompt": prompt,
+                    "human": rec["human"],
+                    "model": model,
+                    "variant": variant or None,
+                }
                 row.update({m: vals[m] for m in METRICS})
                 row["scale"] = vals.get("scale", np.nan)
                 row["lambda"] = vals.get("lambda", np.nan)

@@ -50,8 +50,10 @@ def check_score_columns(scores: pd.DataFrame, columns: Sequence[str]) -> None:
         raise ValueError(f"score columns repeat: {list(columns)} (table columns {list(scores.columns)})")
     for c in columns:
         if c in ID_COLUMNS or c in RESERVED:
-            raise ValueError(f"column {c!r} cannot be a score column (it names the {'identifiers' if c in ID_COLUMNS else 'labels or output'}); "
-                             "rename it")
+            raise ValueError(
+                f"column {c!r} cannot be a score column (it names the {'identifiers' if c in ID_COLUMNS else 'labels or output'}); "
+                "rename it"
+            )
         if c not in scores:
             raise KeyError(f"score columns {[c]} not in the scores table ({list(scores.columns)})")
         col = scores[c]
@@ -78,30 +80,38 @@ def coverage(scores: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
     dup = scores.duplicated(key, keep=False)
     if dup.any():
         names = scores.loc[dup, "image"].drop_duplicates()
-        raise ValueError(f"{int(dup.sum())} rows share their {' and '.join(key)} with another row "
-                         f"({len(names)} images, e.g. {_examples(names)}); keep one score per image")
+        raise ValueError(
+            f"{int(dup.sum())} rows share their {' and '.join(key)} with another row "
+            f"({len(names)} images, e.g. {_examples(names)}); keep one score per image"
+        )
     known = scores[key].merge(images[key].drop_duplicates(), on=key, how="left", indicator=True)
     unknown = known.loc[known["_merge"] == "left_only", "image"]
     if len(unknown):
         subsets = ", ".join(sorted(images["subset"].unique())) if "subset" in images else "the labels"
-        raise ValueError(f"{len(unknown)} scored images are not TIA2 images of {subsets} "
-                         f"(e.g. {_examples(unknown)}); is this the right subset?")
-    merged = images.merge(scores[key + (["prompt"] if "prompt" in scores else [])], on=key, how="inner",
-                          suffixes=("", "_scores"))
+        raise ValueError(
+            f"{len(unknown)} scored images are not TIA2 images of {subsets} "
+            f"(e.g. {_examples(unknown)}); is this the right subset?"
+        )
+    merged = images.merge(
+        scores[key + (["prompt"] if "prompt" in scores else [])], on=key, how="inner", suffixes=("", "_scores")
+    )
     if "prompt_scores" in merged:
         wrong = merged[merged["prompt"] != merged["prompt_scores"]]
         if len(wrong):
-            raise ValueError(f"{len(wrong)} images are listed under another prompt than in the TIA2 annotations "
-                             f"(e.g. {wrong['image'].iloc[0]}: {wrong['prompt_scores'].iloc[0]!r} in the scores, "
-                             f"{wrong['prompt'].iloc[0]!r} annotated); are the scores of another subset?")
+            raise ValueError(
+                f"{len(wrong)} images are listed under another prompt than in the TIA2 annotations "
+                f"(e.g. {wrong['image'].iloc[0]}: {wrong['prompt_scores'].iloc[0]!r} in the scores, "
+                f"{wrong['prompt'].iloc[0]!r} annotated); are the scores of another subset?"
+            )
     by = ["subset", "prompt"] if "subset" in images else ["prompt"]
     total = images.groupby(by, sort=False, observed=True).size().rename("n_images")
     scored = merged.groupby(by, sort=False, observed=True).size().rename("n_scored")
     return pd.concat([total, scored], axis=1).fillna({"n_scored": 0}).astype(int).reset_index()
 
 
-def metrics_from_scores(scores: pd.DataFrame, images: pd.DataFrame, columns: Sequence[str] | None = None,
-                        partial: bool = False) -> pd.DataFrame:
+def metrics_from_scores(
+    scores: pd.DataFrame, images: pd.DataFrame, columns: Sequence[str] | None = None, partial: bool = False
+) -> pd.DataFrame:
     """Per-prompt metrics (long table, as :func:`textnorm.stats.metrics.per_prompt_metrics`) with the
     prompt's ``n_scored`` and ``n_images``, for the prompts the scores cover (see the module
     docstring for the checks; ``partial`` admits partly scored prompts)."""
@@ -110,16 +120,20 @@ def metrics_from_scores(scores: pd.DataFrame, images: pd.DataFrame, columns: Seq
         raise ValueError("the scores table has no score column")
     check_score_columns(scores, columns)
     if "subset" not in scores and "subset" in images and images["subset"].nunique() > 1:
-        raise ValueError("the scores have no 'subset' column but the labels hold several subsets "
-                         f"({', '.join(sorted(images['subset'].unique()))}), whose image file names repeat; "
-                         "add the subset column")
+        raise ValueError(
+            "the scores have no 'subset' column but the labels hold several subsets "
+            f"({', '.join(sorted(images['subset'].unique()))}), whose image file names repeat; "
+            "add the subset column"
+        )
     cov = coverage(scores, images)
     by = [c for c in ("subset", "prompt") if c in cov]
     part = cov[(cov.n_scored > 0) & (cov.n_scored < cov.n_images)]
     if len(part) and not partial:
-        raise ValueError(f"{len(part)} prompts are only partly scored (e.g. {part['prompt'].iloc[0]!r}: "
-                         f"{part['n_scored'].iloc[0]} of {part['n_images'].iloc[0]} images); score every image "
-                         "of a prompt, or allow partial coverage (partial=True, --partial)")
+        raise ValueError(
+            f"{len(part)} prompts are only partly scored (e.g. {part['prompt'].iloc[0]!r}: "
+            f"{part['n_scored'].iloc[0]} of {part['n_images'].iloc[0]} images); score every image "
+            "of a prompt, or allow partial coverage (partial=True, --partial)"
+        )
     key = ["subset", "image"] if "subset" in scores else ["image"]
     merged = images.merge(scores[key + columns], on=key, how="inner")
     if merged.empty:
@@ -128,8 +142,10 @@ def metrics_from_scores(scores: pd.DataFrame, images: pd.DataFrame, columns: Seq
         raise ValueError("some scores are missing (NaN); score every image of a prompt")
     table = per_prompt_metrics(merged, columns)
     if table.empty:
-        raise ValueError("none of the scored prompts can be evaluated: in each, all annotated images share one "
-                         "verdict (the ranking metrics need aligned and not aligned images)")
+        raise ValueError(
+            "none of the scored prompts can be evaluated: in each, all annotated images share one "
+            "verdict (the ranking metrics need aligned and not aligned images)"
+        )
     return table.merge(cov, on=by, how="left")
 
 

@@ -25,7 +25,8 @@ def check_images(folder: str | Path, names: Sequence[str]) -> list[Path]:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
         raise FileNotFoundError(
             f"{len(missing)} of {len(paths)} images are missing from {folder} (e.g. {shown}); "
-            "file names must match the TIA2 annotations (image_<prompt>_<i>_<j>.jpg).")
+            "file names must match the TIA2 annotations (image_<prompt>_<i>_<j>.jpg)."
+        )
     return paths
 
 
@@ -50,8 +51,9 @@ def score_table(
     ``<name>_textnorm`` (softmax at ``temperature``)."""
     paths = dict(zip(images["image"], check_images(folder, list(images["image"]))))
     names = list(images["image"])
-    mats = rewards_scoring.prompt_matrices(reward, names, list(images["prompt"]), contrastive,
-                                           load=lambda n: open_image(paths[n]), progress=progress)
+    mats = rewards_scoring.prompt_matrices(
+        reward, names, list(images["prompt"]), contrastive, load=lambda n: open_image(paths[n]), progress=progress
+    )
     scored = pd.DataFrame({"image": names, reward.name: rewards_scoring.raw(mats)})
     if contrastive is not None:
         scored[f"{reward.name}_textnorm"] = rewards_scoring.textnorm(mats, temperature)

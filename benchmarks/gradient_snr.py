@@ -37,13 +37,14 @@ def main() -> None:
     from textnorm.finetune.config import FinetuneConfig
     from textnorm.finetune.loop import Finetuner, make_generator
     from textnorm.quiet import quiet_libraries
+    from textnorm.rewards.scoring import repeat_prompts
 
     quiet_libraries()
     tuner = Finetuner(FinetuneConfig(reward="gold", sample_steps=args.sample_steps, min_train_sigma=0.0))
     ad, chain = tuner.adapter, tuner.chain
     steps = tuner.trained_steps
     prompts = tuner.task.train_prompts
-    flat = [p for p in prompts for _ in range(args.samples)]
+    flat = repeat_prompts(prompts, args.samples)
     grads: dict[int, list[torch.Tensor]] = {i: [] for i in steps}
     success = []
     for b in range(args.batches):

@@ -65,25 +65,65 @@ def test_raw_only_and_loading():
     assert model.calls == [([1, 2], ["a"])] and scoring.raw(mats).tolist() == [1.0, 2.0]
 
 
+def test_real_dual_encoder_on_arrays_equals_the_direct_loop(tmp_path):
+    """A tiny CLIP (text cache, minibatches smaller than a prompt's images) on uint8 arrays, the
+    chapters' case: the same matrices as calling score_matrix prompt by prompt, and a pandas Series
+    of images is read by position, not by its index labels."""
+    import pandas as pd
+
+    from textnorm import testing
+    from textnorm.rewards import load_reward
+
+    model = load_reward("clip", str(testing.save_clip(tmp_path / "clip")), batch_size=2)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (7, 32, 32, 3), dtype=np.uint8)
+    prompts = ["a cat", "two dogs", "a cat", "a cat", "two dogs", "a cat", "two dogs"]
+    mats = scoring.prompt_matrices(model, images, prompts, contrast)
+    fresh = load_reward("clip", str(tmp_path / "clip"), batch_size=2)
+    for p in ("a cat", "two dogs"):
+        idx = [i for i, q in enumerate(prompts) if q == p]
+        direct = fresh.score_matrix(list(images[idx]), [p, *contrast(p)])
+        assert np.array_equal(mats[p][0], idx) and np.allclose(mats[p][1], direct, rtol=0, atol=1e-6)
+    assert np.allclose(scoring.raw(mats), model.score(list(images), prompts), rtol=0, atol=1e-6)
+    shuffled = pd.Series(list(images), index=[6, 5, 4, 3, 2, 1, 0])
+    again = scoring.prompt_matrices(model, shuffled, prompts, contrast)
+    assert all(np.allclose(again[p][1], mats[p][1], rtol=0, atol=1e-6) for p in mats)
+
+
 def test_bad_inputs():
     with pytest.raises(ValueError, match="2 images but 1 prompts"):
         scoring.prompt_matrices(TableReward(), [1, 2], ["a"])
     with pytest.raises(KeyError, match="no contrastive prompt set"):
         scoring.prompt_matrices(TableReward(), [1], ["a"], {"b": ["c"]})
+    model = TableReward()
+    with pytest.raises(ValueError, match="gave no prompt for 1 prompts"):
+        scoring.prompt_matrices(model, [1, 2], ["a", "b"], lambda p: [] if p == "b" else ["c"])
+    assert model.calls == []  # checked before any scoring
 
 
-def _python_files():
+def _sources():
+    """(name, source) of every Python file of the package, benchmarks, tests and book scripts, and
+    of every notebook's code cells."""
+    import json
+
     root = repo_root()
-    return [p for d in ("textnorm", "benchmarks", "tests") for p in (root / d).rglob("*.py")]
+    out = [
+        (p.name, p.read_text()) for d in ("textnorm", "benchmarks", "tests", "book") for p in (root / d).rglob("*.py")
+    ]
+    for nb in sorted((root / "notebooks").glob("*.ipynb")):
+        cells = json.loads(nb.read_text())["cells"]
+        code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+        out.append((nb.name, "\n".join(line for line in code.splitlines() if not line.lstrip().startswith(("%", "!")))))
+    return out
 
 
 def test_no_private_names_imported_across_modules():
     offenders = []
-    for path in _python_files():
-        for node in ast.walk(ast.parse(path.read_text())):
+    for name, source in _sources():
+        for node in ast.walk(ast.parse(source)):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("textnorm"):
                 offenders += [
-                    f"{path.name}: {node.module}.{a.name}"
+                    f"{name}: {node.module}.{a.name}"
                     for a in node.names
                     if a.name.startswith("_") and not a.name.startswith("__")
                 ]
@@ -92,11 +132,30 @@ def test_no_private_names_imported_across_modules():
 
 def test_import_installs_no_warning_filter():
     # third-party imports first (some install filters of their own), then textnorm's modules
+    modules = [
+        "textnorm",
+        "textnorm.tia2",
+        "textnorm.tia2.scoring",
+        "textnorm.tia2.evaluation",
+        "textnorm.stats.metrics",
+        "textnorm.stats.humaneval",
+        "textnorm.rewards",
+        "textnorm.rewards.calibration",
+        "textnorm.rewards.scoring",
+        "textnorm.rewards.clip",
+        "textnorm.synth.generator",
+        "textnorm.synth.judge",
+        "textnorm.finetune.loop",
+        "textnorm.plots",
+        "textnorm.tables",
+        "textnorm.cli",
+    ]
     code = (
-        "import warnings, numpy, pandas, scipy.stats, scipy.special, PIL.Image, tqdm, torch; "
-        "before = list(warnings.filters); "
-        "import textnorm, textnorm.tia2, textnorm.stats.metrics, textnorm.rewards.calibration; "
-        "print(warnings.filters == before)"
+        "import warnings, numpy, pandas, scipy.stats, scipy.special, PIL.Image, tqdm, torch, transformers, "
+        "diffusers, accelerate, matplotlib.pyplot, seaborn, statsmodels.api; "
+        "before = list(warnings.filters); import importlib; "
+        f"[importlib.import_module(m) for m in {modules!r}]; "
+        "print([f for f in warnings.filters if f not in before])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "True"
+    assert out.strip() == "[]"

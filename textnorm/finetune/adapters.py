@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from textnorm.ddim import Chain
-from textnorm.synth.generator import to_uint8
+from textnorm.images import to_model_space, to_uint8
 
 Cond = Any  # text conditioning: a tensor (SD) or a tuple of tensors (synthetic), indexed by sample
 
@@ -81,7 +81,7 @@ class SynthAdapter(Adapter):
         return to_uint8(x0)
 
     def encode_images(self, images: np.ndarray) -> torch.Tensor:
-        return (torch.from_numpy(np.asarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1).to(self.device)
+        return to_model_space(images).to(self.device)
 
 
 class StableDiffusionAdapter(Adapter):

@@ -12,8 +12,20 @@ blip2 (ITM head), blip2_itc (ITC head), imagereward.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from textnorm.rewards.base import CrossEncoderReward, DualEncoderReward, RewardModel
+if TYPE_CHECKING:
+    from textnorm.rewards.base import CrossEncoderReward, DualEncoderReward, RewardModel
+
+
+def __getattr__(name: str):
+    # the base classes import torch: only when asked for, so that textnorm.rewards.calibration and
+    # .contrastive (numpy and the standard library) stay light to import
+    if name in ("RewardModel", "DualEncoderReward", "CrossEncoderReward"):
+        from textnorm.rewards import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module 'textnorm.rewards' has no attribute {name!r}")
 
 
 def _clip(path=None, **kw):

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from tqdm import tqdm
 
-from textnorm.rewards.scoring import group_by_prompt
+from textnorm.rewards import scoring
 
 
 def as_rgb(image: Image.Image | np.ndarray) -> Image.Image:
@@ -56,13 +56,7 @@ class RewardModel(ABC):
 
     def score(self, images: Sequence, prompts: Sequence[str], progress: bool = False) -> np.ndarray:
         """r[i] = r(images[i], prompts[i]). Images sharing a prompt are scored together."""
-        if len(images) != len(prompts):
-            raise ValueError(f"got {len(images)} images but {len(prompts)} prompts")
-        out = np.empty(len(images))
-        groups = group_by_prompt(prompts)
-        for p, idx in tqdm(groups.items(), disable=not progress, desc=f"{self.name} pairs"):
-            out[idx] = self.score_matrix([images[i] for i in idx], [p])[:, 0]
-        return out
+        return scoring.raw(scoring.prompt_matrices(self, images, prompts, progress=progress))
 
     def _batches(self, n: int, progress: bool, desc: str):
         starts = range(0, n, self.batch_size)

@@ -70,11 +70,17 @@ def prompt_matrices(
                 f"{len(lacking)} prompts have no contrastive prompt set, e.g. {lacking[0]!r}; "
                 "generate them (textnorm.rewards.contrastive) or score without TextNorm."
             )
+    # every prompt's texts before any scoring, so a bad contrast set fails before the expensive part
+    texts = {p: [p, *(_contrasts(contrastive, p) if contrastive is not None else [])] for p in groups}
+    if contrastive is not None:
+        empty = [p for p, t in texts.items() if len(t) < 2]
+        if empty:
+            raise ValueError(f"the contrastive function gave no prompt for {len(empty)} prompts, e.g. {empty[0]!r}")
+    positional = getattr(images, "iloc", images)  # a pandas Series by position, not by its index labels
     out = {}
     for prompt, idx in tqdm(groups.items(), disable=not progress, desc=f"scoring with {model.name}"):
-        texts = [prompt, *(_contrasts(contrastive, prompt) if contrastive is not None else [])]
-        items = [images[i] for i in idx]
-        out[prompt] = (idx, model.score_matrix([load(x) for x in items] if load else items, texts))
+        items = [positional[i] for i in idx]
+        out[prompt] = (idx, model.score_matrix([load(x) for x in items] if load else items, texts[prompt]))
     return out
 
 

@@ -18,13 +18,13 @@ scheduler/, model_index.json), so fine-tuning code treats it like Stable Diffusi
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from diffusers import DDIMScheduler, DiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, PreTrainedTokenizerFast
 
 from textnorm import ddim
 from textnorm.ddim import Chain
+from textnorm.images import to_uint8
 from textnorm.synth.scenes import COLORS, NUMBER_WORDS, SHAPES
 
 TEXT_DIM = 64
@@ -161,13 +161,3 @@ class SynthPipeline(DiffusionPipeline):
         if output == "tensor":
             return x
         return to_uint8(x)
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(n, 3, S, S) in [-1, 1], any float dtype -> uint8 (n, S, S, 3)."""
-    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-
-
-def to_model_space(images: np.ndarray) -> torch.Tensor:
-    """uint8 (n, S, S, 3) -> float (n, 3, S, S) in [-1, 1]."""
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1

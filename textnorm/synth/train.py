@@ -20,8 +20,9 @@ import torch
 from diffusers import DDPMScheduler
 from tqdm import tqdm
 
+from textnorm.images import to_model_space
 from textnorm.synth import judge, scenes
-from textnorm.synth.generator import SynthPipeline, to_model_space
+from textnorm.synth.generator import SynthPipeline
 
 
 @dataclass

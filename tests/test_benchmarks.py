@@ -61,3 +61,42 @@ def test_decided_steps_measures_what_is_left_to_decide():
     assert 0.0 < bench.undecided_share(adapter, chain, prompts, bright, 0, groups=8, branches=4) <= 1.3
     assert bench.undecided_share(adapter, chain, prompts, bright, 1, groups=8, branches=4) > 0.0  # noise still decides
     assert bench.undecided_share(adapter, chain, prompts, coin, 2, groups=16, branches=4) > 0.7
+
+
+def test_controls_script_writes_rows_and_refuses_to_overwrite(tmp_path):
+    """benchmarks/controls.py end to end on tiny settings (one worker, one DDPO round): the table,
+    one JSON row per run with the evaluation curve, and no second run into the same folder."""
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "controls"
+    cmd = [
+        sys.executable,
+        str(repo_root() / "benchmarks" / "controls.py"),
+        "--workers",
+        "1",
+        "--seeds",
+        "0",
+        "--methods",
+        "ddpo",
+        "--eval-samples",
+        "1",
+        "--set",
+        "steps=1",
+        "samples_per_prompt=4",
+        "batch_size=8",
+        "sample_steps=3",
+        "eval_every=1",
+        "--out",
+        str(out),
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=repo_root(), timeout=300)
+    assert done.returncode in (0, 1), done.stderr[-2000:]  # 1: the verdict FAIL, expected for one round
+    assert "training-prompt gold rose by >= 0.10 in" in done.stdout
+    row = json.loads((out / "ddpo_seed0.json").read_text())
+    assert row["steps"] == 1 and row["reward"] == "gold" and [c["step"] for c in row["curve"]] == [0, 1]
+    assert row["curve"][0]["train"] == row["train_base"] and row["curve"][-1]["train"] == row["train_final"]
+    assert json.loads((out / "summary.json").read_text())[0]["seed"] == 0
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=repo_root(), timeout=300)
+    assert again.returncode != 0 and "FileExistsError" in again.stderr

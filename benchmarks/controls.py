@@ -37,13 +37,14 @@ import pandas as pd
 # samples each per DDPO round. A 15-minute CPU budget affords about 128 samples per round; spread over
 # the task's 8 training prompts (16 each) or 4 (32 each) the per-prompt advantages are too noisy: on
 # seed 2, 24 rounds gained +0.031 with 8 prompts, +0.016 with 4 and +0.250 with these 2 (same
-# compute; with 2 prompts seeds 0 and 1 gained +0.188 and +0.156). 20 rounds keep the three seeds of
-# both methods within 15 minutes on 2 cores. The GPU settings train on all 8 prompts, 64 samples each.
+# compute; with 2 prompts seeds 0 and 1 gained +0.188 and +0.156; with 20 rounds the three seeds gained
+# +0.188, +0.141, +0.172 but the six runs took 16 minutes on 2 cores). 16 rounds keep the three seeds
+# of both methods within 15 minutes. The GPU settings train on all 8 prompts, 64 samples each.
 CPU_PROMPTS = ["four green circles", "a blue circle and a red square"]
 CPU = {
     "ddpo": dict(
         method="ddpo",
-        steps=20,
+        steps=16,
         prompts=CPU_PROMPTS,
         n_prompts=2,
         samples_per_prompt=64,

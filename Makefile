@@ -14,7 +14,7 @@ endif
 export OMP_NUM_THREADS ?= 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: all install data notebooks nb nb-usage book book-only browser test unit nbval clean synth
+.PHONY: all install data notebooks nb nb-usage book book-only browser test unit nbval clean synth overopt
 
 all: book  ## set up, fetch TIA2, execute the notebooks, build the HTML book
 
@@ -82,6 +82,10 @@ synth: install
 	$(BIN)/textnorm train-proxy --kind contrastive --out data/synth/proxy_contrastive --overwrite
 	$(BIN)/textnorm train-proxy --kind preference --out data/synth/proxy_preference --overwrite
 	$(BIN)/textnorm build-synth-benchmark --generator data/synth/generator --out data/synth/tia2_synth.npz --overwrite
+
+# Re-run the over-optimisation grid (about 75 minutes on 2 cores); replaces the logs in data/overopt
+overopt: install
+	$(BIN)/textnorm overopt --out data/overopt --overwrite
 
 clean:
 	rm -rf _build

@@ -9,9 +9,10 @@ Sub-packages, one concern each (the data flow runs top to bottom):
   (:mod:`~textnorm.rewards.contrastive`), and the one scoring path for images of a prompt and its
   contrasts (:mod:`~textnorm.rewards.scoring`)
 - :mod:`textnorm.stats`: ranking metrics, bootstrap intervals and paired tests, inter-rater
-  agreement, pairwise human evaluations, cross-validated choice of TextNorm's settings
+  agreement, pairwise human evaluations, cross-validated choice of TextNorm's settings,
+  over-optimisation (best-of-n order statistics, Gao et al.'s fitted forms)
 - :mod:`textnorm.synth`: the synthetic world (scenes, gold judge, generator, proxies, benchmark)
-- :mod:`textnorm.finetune`: tasks, rewards, DDPO and reward-weighted SFT, experiments; with
+- :mod:`textnorm.finetune`: tasks, rewards, DDPO and reward-weighted SFT, the over-optimisation grid; with
   :mod:`textnorm.ddim`, the DDIM chain with log-probabilities that sampling and training share
 
 Top-level modules: presentation (:mod:`textnorm.plots`: one colour per reward, figure defaults,

@@ -3,6 +3,8 @@
 - ``textnorm fetch``     download (or locate in a mirror) and verify the TIA2 files
 - ``textnorm score``     score a folder of TIA2 images with a registered reward, raw or TextNorm
 - ``textnorm evaluate``  per-image scores -> per-prompt metrics in the published JSON layout
+- ``textnorm finetune``  fine-tune a generator against a reward (DDPO or reward-weighted SFT)
+- ``textnorm overopt``   the over-optimisation grid's run logs (read by the overoptimization chapter)
 """
 
 from __future__ import annotations
@@ -409,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
         "finetune",
         help="fine-tune a diffusion model against a reward (reward-weighted SFT or DDPO)",
         description="Fine-tune the synthetic generator or any StableDiffusionPipeline-family model (hub id or "
-        "folder) against a reward: gold, raw:PATH, textnorm:PATH, textnorm-mean:P1,P2, textnorm-ur:P1,P2. "
+        "folder) against a reward: gold, raw:PATH, raw-mean:P1,P2, textnorm:PATH, textnorm-mean:P1,P2, textnorm-ur:P1,P2. "
         "Writes metrics.json, state.json and checkpoint.pt to --out; --resume continues a run exactly "
         "(with the same settings but --steps). "
         "Multi-GPU: accelerate launch -m textnorm.cli finetune ...",
@@ -422,7 +424,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace the run saved in --out")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_finetune)
+
+    p = sub.add_parser(
+        "overopt",
+        help="run the over-optimisation grid (every method x reward x seed, and a best-of-n pool) into run logs",
+        description="Fine-tune the synthetic generator with every reward of the grid, for every method and seed, "
+        "and score one best-of-n pool; write one JSON log per run, bon.npz and grid.json to --out (inside data/ "
+        "also their sha256 in data/MANIFEST.json). The overoptimization chapter reads these logs. Default grid: "
+        "textnorm.finetune.overopt.CPU_GRID (about 75 minutes on 2 cores).",
+    )
+    p.add_argument("--out", default="data/overopt", help="output folder (default: %(default)s)")
+    p.add_argument("--grid", default=None, help="a JSON file holding another grid (see textnorm.finetune.overopt)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes of one torch thread each")
+    p.add_argument("--resume", action="store_true", help="keep the runs --out already holds for the same grid")
+    p.add_argument("--overwrite", action="store_true", help="replace what --out holds (e.g. the shipped logs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_overopt)
     return parser
+
+
+def _cmd_overopt(args: argparse.Namespace) -> int:
+    from textnorm.finetune import overopt
+
+    if args.workers < 1:
+        raise CLIError("--workers must be >= 1")
+    grid = json.loads(Path(args.grid).read_text()) if args.grid else overopt.CPU_GRID
+    out = overopt.run(
+        args.out, grid, workers=args.workers, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet
+    )
+    print(f"wrote {out}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

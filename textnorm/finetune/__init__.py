@@ -6,7 +6,7 @@
   models and the synthetic world's pixel-space pipeline
 - :mod:`textnorm.finetune.rewards`      reward functions for training (proxy, TextNorm, ensembles, gold)
 - :mod:`textnorm.finetune.loop`         DDPO (+KL) and reward-weighted SFT, checkpoints, export; best-of-n
-- :mod:`textnorm.finetune.experiments`  grids of runs and best-of-n curves as tables
+- :mod:`textnorm.finetune.overopt`      the over-optimisation grid: every run and a best-of-n pool as logs; replay
 
 The sampler with log-probabilities is :mod:`textnorm.ddim`, shared with the pipelines' own sampling.
 """

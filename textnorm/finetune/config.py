@@ -25,7 +25,7 @@ class FinetuneConfig:
     method: str = _f("ddpo", "rwsft or ddpo", choices=METHODS)
     reward: str = _f(
         "gold",
-        "reward spec: gold, raw:PATH, textnorm:PATH, textnorm-mean:P1,P2, textnorm-ur:P1,P2 "
+        "reward spec: gold, raw:PATH, raw-mean:P1,P2, textnorm:PATH, textnorm-mean:P1,P2, textnorm-ur:P1,P2 "
         "(PATH may be NAME=PATH for a registered reward, e.g. raw:pickscore=ID)",
     )
     model: str = _f(

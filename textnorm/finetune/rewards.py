@@ -7,6 +7,10 @@ Specs (strings, so a CLI and papermill parameters can name them):
 - ``textnorm:PATH``              TextNorm-calibrated: softmax over [y, *C(y)] at ``temperature``
 - ``textnorm-mean:PATH1,PATH2``  mean ensemble of TextNorm-calibrated rewards
 - ``textnorm-ur:PATH1,PATH2``    uncertainty-regularised ensemble (mean - lambda var)
+- ``raw-mean:PATH1,PATH2``       the uncalibrated ensemble: mean over models of the raw reward
+                                 z-scored within each prompt's images of the batch,
+                                 z = (r - mean_y) / sd_y (0 where a prompt's scores are all equal),
+                                 so that ensembling is not confused with calibration
 
 C(y) comes from ``contrastive`` (the task's; TextNorm kinds need it). Any registered reward
 name can stand in for PATH as ``NAME=PATH`` (e.g. ``raw:imagereward=/models/ImageReward``).
@@ -44,6 +48,18 @@ def _calibrated(models, images, prompts, contrastive, temperature) -> np.ndarray
     )
 
 
+def zscore_by_prompt(values: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
+    """(r - mean) / sd over the entries of each prompt (population sd; 0 where it is 0)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) != len(prompts):
+        raise ValueError(f"{len(values)} values for {len(prompts)} prompts")
+    out = np.zeros_like(values)
+    for idx in scoring.group_by_prompt(prompts).values():
+        sd = values[idx].std()
+        out[idx] = (values[idx] - values[idx].mean()) / sd if sd > 0 else 0.0
+    return out
+
+
 def make_reward(
     spec: str,
     contrastive: Callable[[str], list[str]] | None = None,
@@ -53,7 +69,7 @@ def make_reward(
     gold: RewardFn | None = None,
 ) -> RewardFn:
     kind, _, arg = spec.partition(":")
-    kinds = ("gold", "raw", "textnorm", "textnorm-mean", "textnorm-ur")
+    kinds = ("gold", "raw", "raw-mean", "textnorm", "textnorm-mean", "textnorm-ur")
     if kind not in kinds:
         raise ValueError(f"unknown reward kind {kind!r} in {spec!r}; use one of {', '.join(kinds)}")
     if kind == "gold":
@@ -72,6 +88,10 @@ def make_reward(
         if len(models) != 1:
             raise ValueError("raw: takes one model")
         return lambda images, prompts: models[0].score(list(images), list(prompts))
+    if kind == "raw-mean":
+        return lambda images, prompts: calibration.mean_ensemble(
+            np.stack([zscore_by_prompt(m.score(list(images), list(prompts)), prompts) for m in models])
+        )
     if kind == "textnorm":
         return lambda images, prompts: _calibrated(models, list(images), list(prompts), contrastive, temperature)[0]
     if kind == "textnorm-mean":

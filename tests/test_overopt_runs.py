@@ -1,0 +1,107 @@
+"""The over-optimisation grid's runner: logs written once, never overwritten by accident, resumed
+exactly, and refused when incomplete or tampered with."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from textnorm.finetune import overopt
+
+
+@pytest.fixture(scope="module")
+def tiny_grid():
+    grid = copy.deepcopy(overopt.CPU_GRID)
+    grid["rewards"] = {k: grid["rewards"][k] for k in ("gold", "preference")}
+    grid["methods"] = {
+        "ddpo": {
+            **grid["methods"]["ddpo"],
+            "steps": 2,
+            "samples_per_prompt": 2,
+            "batch_size": 4,
+            "eval_every": 2,
+            "eval_samples": 1,
+            "sample_steps": 4,
+        }
+    }
+    grid["method_rewards"] = {}
+    grid["seeds"] = [0]
+    grid["bon"] = {"prompts": 2, "pool": 3, "sample_steps": 4, "seed": 0}
+    return grid
+
+
+@pytest.fixture(scope="module")
+def logs(tiny_grid, tmp_path_factory):
+    return overopt.run(tmp_path_factory.mktemp("oo") / "logs", tiny_grid, workers=1, progress=False)
+
+
+def test_logs_hold_every_run_and_the_pool(logs, tiny_grid):
+    L = overopt.load(logs)
+    assert set(L["logs"]) == {"ddpo__gold__seed0", "ddpo__preference__seed0"}
+    assert set(L["steps"].step) == {0, 1} and L["steps"].kl.notna().all()
+    assert L["evals"].eval_gold_after.notna().all()
+    assert L["bon"]["gold"].shape == (2, 3) and set(L["bon"]) >= {"prompts", "reward:preference"}
+    assert L["grid"] == json.loads(json.dumps(tiny_grid))
+
+
+def test_an_existing_folder_is_not_overwritten(logs, tiny_grid):
+    with pytest.raises(FileExistsError, match="resume"):
+        overopt.run(logs, tiny_grid, workers=1, progress=False)
+    other = {**tiny_grid, "seeds": [1]}
+    with pytest.raises(ValueError, match="another grid"):
+        overopt.run(logs, other, workers=1, progress=False, resume=True)
+
+
+def test_resume_reruns_only_what_is_missing_and_gets_the_same_numbers(logs, tiny_grid):
+    path = logs / "runs" / "ddpo__preference__seed0.json"
+    before = json.loads(path.read_text())
+    kept = (logs / "runs" / "ddpo__gold__seed0.json").stat().st_mtime_ns
+    path.unlink()
+    overopt.run(logs, tiny_grid, workers=1, progress=False, resume=True)
+    after = json.loads(path.read_text())
+    assert (logs / "runs" / "ddpo__gold__seed0.json").stat().st_mtime_ns == kept
+    for a, b in zip(before["rows"], after["rows"], strict=True):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+
+
+def test_replay_is_bit_for_bit_on_one_machine(logs):
+    L = overopt.load(logs)
+    [(diffs, weights)] = overopt.replay([L["logs"]["ddpo__preference__seed0"]], [2])
+    assert diffs and all(v == 0 for v in diffs.values()) and weights
+    with pytest.raises(ValueError, match="holds 2 steps"):
+        overopt.replay([L["logs"]["ddpo__preference__seed0"]], [3])
+
+
+def test_an_incomplete_grid_is_refused(logs, tmp_path):
+    import shutil
+
+    copy_ = tmp_path / "copy"
+    shutil.copytree(logs, copy_)
+    (copy_ / "runs" / "ddpo__gold__seed0.json").unlink()
+    with pytest.raises(FileNotFoundError, match="incomplete"):
+        overopt.load(copy_)
+    with pytest.raises(FileNotFoundError, match="no grid.json"):
+        overopt.load(tmp_path)
+
+
+def test_bad_grids_fail_before_any_run(tiny_grid, tmp_path):
+    bad = copy.deepcopy(tiny_grid)
+    bad["method_rewards"] = {"ddpo": ["nope"]}
+    with pytest.raises(ValueError, match="unknown rewards"):
+        overopt.run(tmp_path / "a", bad, workers=1, progress=False)
+    bad = copy.deepcopy(tiny_grid)
+    bad["methods"]["ddpo"]["lr"] = float("nan")
+    with pytest.raises(ValueError, match="lr must be a finite"):
+        overopt.run(tmp_path / "b", bad, workers=1, progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_bon_prompts_are_held_out_and_fixed():
+    from textnorm.finetune.task import make_task
+
+    a, b = overopt.bon_prompts(5), overopt.bon_prompts(5)
+    assert a == b and len(set(a)) == 5 and not set(a) & set(make_task("synth").train_prompts)
+    with pytest.raises(ValueError, match="holds out"):
+        overopt.bon_prompts(10_000)

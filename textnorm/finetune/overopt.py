@@ -1,0 +1,364 @@
+"""The over-optimisation grid: every (method, reward, seed) fine-tuning run and one best-of-n pool,
+written as run logs that the overoptimization chapter reads (and replays in part).
+
+A grid is plain JSON-able data (``CPU_GRID`` is the default; a GPU user passes another):
+
+    {"model": folder, "task_prompts": [...] (training prompts; [] = the task's),
+     "rewards": {name: {"spec": reward spec, "temperature": T, "lam": lambda}},
+     "methods": {"ddpo": {FinetuneConfig fields}, "rwsft": {...}},
+     "method_rewards": {"rwsft": [names]}   (a method without an entry trains every reward),
+     "seeds": [...],
+     "bon": {"prompts": K held-out captions, "pool": N samples each, "sample_steps": S, "seed": s,
+             "device": torch device (default cpu)}}
+
+Written to the output folder (each file atomically, as soon as it is ready):
+
+    grid.json                          the grid itself
+    runs/{method}__{name}__seed{s}.json  config, per-step rows (sampled images' reward, gold, image
+                                       statistics and KL to the base model of the trained steps,
+                                       in nats), the evaluations before and after (fixed noise),
+                                       the CPU capability and torch version that made it
+    bon.npz                            the best-of-n pool: prompts (K,), gold (K, N), one (K, N)
+                                       array per reward (``reward:NAME``) and image statistics
+
+A folder that exists is refused unless ``resume`` (keep the runs already written for the same
+grid) or ``overwrite``. Inside the repository's ``data/`` the folder's sha256 are recorded in
+data/MANIFEST.json when the grid is complete.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from textnorm.files import atomic_write
+
+# Chapter 02 chooses TextNorm's temperature by cross-validation (per-prompt AUROC against gold, 5
+# folds; the value most folds' prompts chose): T = 0.3 for the contrastive proxy, 3.0 for the
+# preference proxy and 3.0 for the mean ensemble. For the UR ensemble it picks T = 3.0 and lambda = 0,
+# which is the mean ensemble, so the UR ensemble is not a separate reward here.
+_C, _P = "data/synth/proxy_contrastive", "data/synth/proxy_preference"
+CPU_PROMPTS = ["four green circles", "a blue circle and a red square"]
+CPU_GRID: dict[str, Any] = {
+    "model": "data/synth/generator",
+    "rewards": {
+        "gold": {"spec": "gold"},
+        "contrastive": {"spec": f"raw:{_C}"},
+        "TextNorm(contrastive)": {"spec": f"textnorm:{_C}", "temperature": 0.3},
+        "preference": {"spec": f"raw:{_P}"},
+        "TextNorm(preference)": {"spec": f"textnorm:{_P}", "temperature": 3.0},
+        "raw ensemble": {"spec": f"raw-mean:{_C},{_P}"},
+        "TextNorm(mean ensemble)": {"spec": f"textnorm-mean:{_C},{_P}", "temperature": 3.0},
+    },
+    # the gold controls' CPU settings (benchmarks/controls.py): two training prompts x 64 samples
+    "methods": {
+        "ddpo": dict(
+            method="ddpo",
+            steps=16,
+            prompts=CPU_PROMPTS,
+            n_prompts=2,
+            samples_per_prompt=64,
+            batch_size=32,
+            lr=6e-5,
+            warmup=10,
+            clip_range=1e-3,
+            min_train_sigma=0.05,
+            sample_steps=10,
+            eval_every=16,
+            eval_samples=32,
+        ),
+        "rwsft": dict(
+            method="rwsft",
+            steps=200,
+            prompts=CPU_PROMPTS,
+            pool_size=128,
+            top_fraction=0.1,
+            batch_size=32,
+            lr=1e-4,
+            warmup=20,
+            pretrain_weight=1.0,
+            sample_steps=10,
+            eval_every=200,
+            eval_samples=32,
+        ),
+    },
+    "method_rewards": {"rwsft": ["gold", "contrastive", "TextNorm(contrastive)", "preference", "TextNorm(preference)"]},
+    "seeds": [0, 1, 2],
+    "bon": {"prompts": 24, "pool": 128, "sample_steps": 10, "seed": 0},
+}
+
+
+def run_name(method: str, reward: str, seed: int) -> str:
+    safe = "".join(ch if ch.isalnum() else "-" for ch in reward).strip("-")
+    return f"{method}__{safe}__seed{seed}"
+
+
+def jobs(grid: Mapping[str, Any]) -> list[tuple[str, str, int]]:
+    """(method, reward name, seed) of every run, in a fixed order."""
+    out = []
+    for method in grid["methods"]:
+        names = grid.get("method_rewards", {}).get(method, list(grid["rewards"]))
+        unknown = set(names) - set(grid["rewards"])
+        if unknown:
+            raise ValueError(f"method_rewards[{method!r}] names unknown rewards: {sorted(unknown)}")
+        out += [(method, name, seed) for name in names for seed in grid["seeds"]]
+    return out
+
+
+def run_config(grid: Mapping[str, Any], method: str, reward: str, seed: int):
+    from textnorm.finetune.config import FinetuneConfig, validate
+
+    spec = grid["rewards"][reward]
+    fields = {**grid["methods"][method], "reward": spec["spec"], "seed": seed, "model": grid["model"]}
+    for key in ("temperature", "lam"):
+        if key in spec:
+            fields[key] = spec[key]
+    cfg = FinetuneConfig(**fields)
+    validate(cfg)
+    return cfg
+
+
+def _plain(row: Mapping[str, Any]) -> dict:
+    return {k: v for k, v in row.items() if not isinstance(v, list)}
+
+
+def train_run(cfg, steps: int | None = None, keep_weights: bool = False) -> dict:
+    """One run (or its first ``steps`` steps): the log entry described in the module docstring;
+    with ``keep_weights`` also the trained UNet's weights (``weights``, not part of the log)."""
+    import torch
+
+    from textnorm.finetune.loop import Finetuner
+
+    t0 = time.time()
+    tuner = Finetuner(cfg)
+    n = cfg.steps if steps is None else min(steps, cfg.steps)
+    while tuner.step < n:
+        tuner.run_step()  # with eval_every > 0 step 0 evaluates the base model first
+    after = tuner.evaluate() if cfg.eval_every and steps is None else {}
+    first = tuner.metrics[0] if tuner.metrics else {}
+    out = {
+        "config": dict(cfg.__dict__),
+        "rows": [_plain(r) for r in tuner.metrics],
+        "before": {k: v for k, v in first.items() if k.startswith(("eval_", "heldout_"))},
+        "after": {"step": tuner.step, **after} if after else {},
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+        "minutes": round((time.time() - t0) / 60, 2),
+    }
+    if keep_weights:
+        out["weights"] = {k: v.detach().cpu().clone() for k, v in tuner.policy.state_dict().items()}
+    return out
+
+
+def _run_job(job: tuple) -> tuple[str, dict]:
+    import torch
+
+    from textnorm.quiet import quiet_libraries
+
+    torch.set_num_threads(1)
+    quiet_libraries()
+    kind, name, payload = job
+    if kind == "bon":
+        return name, best_of_n_pool(payload)
+    return name, train_run(payload)
+
+
+def bon_prompts(k: int, seed: int = 0) -> list[str]:
+    """k held-out captions of the synthetic world (composition and counting), sorted."""
+    from textnorm.synth import scenes
+
+    held = scenes.split_captions("composition", seed=0)[1] + scenes.split_captions("counting", seed=0)[1]
+    if k > len(held):
+        raise ValueError(f"bon prompts: asked for {k}, the synthetic world holds out {len(held)}")
+    return sorted(np.random.default_rng(seed).choice(held, k, replace=False).tolist())
+
+
+def best_of_n_pool(grid: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The base model's pool (deterministic DDIM) for the held-out prompts, scored by gold and by
+    every reward of the grid."""
+    from textnorm.finetune.loop import best_of_n, image_stat_arrays, load_pipeline
+    from textnorm.finetune.rewards import make_reward
+    from textnorm.finetune.task import make_task
+    from textnorm.rewards.scoring import repeat_prompts
+
+    b = grid["bon"]
+    task = make_task("synth")
+    prompts = bon_prompts(b["prompts"], b["seed"])
+    device = b.get("device", "cpu")
+    pipe = load_pipeline(grid["model"], device)
+    pool = best_of_n(
+        pipe,
+        lambda im, _: np.zeros(len(im)),
+        prompts,
+        b["pool"],
+        seed=b["seed"],
+        sample_steps=b["sample_steps"],
+        keep_pool=True,
+    )
+    shape = (len(prompts), b["pool"])
+    images = pool["pool_images"].reshape(-1, *pool["pool_images"].shape[2:])
+    flat = repeat_prompts(prompts, b["pool"])
+    out = {"prompts": np.array(prompts), "gold": np.asarray(task.gold(images, flat), float).reshape(shape)}
+    specs = {name: dict(r) for name, r in grid["rewards"].items() if name != "gold"}
+    for name, r in specs.items():
+        fn = make_reward(
+            r["spec"],
+            contrastive=task.contrastive,
+            temperature=r.get("temperature", 1.0),
+            lam=r.get("lam", 1.0),
+            device=device,
+            gold=task.gold,
+        )
+        out[f"reward:{name}"] = np.asarray(fn(images, flat), float).reshape(shape)
+    for key, v in image_stat_arrays(images).items():
+        out[f"stat:{key}"] = v.reshape(shape)
+    return out
+
+
+def _write_json(path: Path, data: Any, sort_keys: bool = True) -> None:
+    atomic_write(path, lambda f: f.write((json.dumps(data, indent=1, sort_keys=sort_keys) + "\n").encode()))
+
+
+def run(
+    out: str | Path,
+    grid: Mapping[str, Any] = CPU_GRID,
+    workers: int = 2,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Run the grid's missing runs and pool in ``workers`` processes of one torch thread each
+    (results do not depend on their number) and write them to ``out``."""
+    out = Path(out)
+    grid = json.loads(json.dumps(grid))  # plain data, as written
+    todo = jobs(grid)  # validates method_rewards
+    for method, name, seed in todo:
+        run_config(grid, method, name, seed)  # every config is valid before anything runs
+    if out.exists():
+        if overwrite:
+            shutil.rmtree(out)
+        elif not resume:
+            raise FileExistsError(f"{out} exists: pass resume=True (--resume) to add missing runs or overwrite=True")
+        elif json.loads((out / "grid.json").read_text()) != grid:
+            raise ValueError(f"{out} holds another grid: it cannot be resumed with this one")
+    (out / "runs").mkdir(parents=True, exist_ok=True)
+    _write_json(out / "grid.json", grid, sort_keys=False)  # the rewards' order is the chapter's
+    pending = [
+        ("run", run_name(m, n, s), run_config(grid, m, n, s))
+        for m, n, s in todo
+        if not (out / "runs" / f"{run_name(m, n, s)}.json").exists()
+    ]
+    if "bon" in grid and not (out / "bon.npz").exists():
+        pending.insert(0, ("bon", "bon", grid))  # first: it is the longest single job
+    with mp.get_context("spawn").Pool(workers) if workers > 1 else _Serial() as pool:
+        for name, result in tqdm(
+            pool.imap_unordered(_run_job, pending, chunksize=1),
+            total=len(pending),
+            disable=not progress,
+            desc="over-optimisation grid",
+        ):
+            if name == "bon":
+                atomic_write(out / "bon.npz", lambda f, arrays=result: np.savez(f, **arrays))
+            else:
+                _write_json(out / "runs" / f"{name}.json", result)
+    from textnorm import manifest
+
+    manifest.record(out, "textnorm overopt", grid)
+    return out
+
+
+class _Serial:
+    def __enter__(self) -> _Serial:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def imap_unordered(self, fn, items, chunksize: int = 1):
+        return map(fn, items)
+
+
+def load(folder: str | Path) -> dict[str, Any]:
+    """The logs of a complete grid: ``grid``, ``steps`` (one row per run and step), ``evals``
+    (before/after evaluations, one row per run), ``logs`` (run name -> log) and ``bon`` (the pool's
+    arrays). Checks every file against data/MANIFEST.json when the folder is recorded there, and
+    that no run is missing."""
+    from textnorm import manifest
+    from textnorm.paths import repo_root
+
+    folder = Path(folder)
+    if not (folder / "grid.json").exists():
+        raise FileNotFoundError(f"{folder} holds no grid.json: run `textnorm overopt --out {folder}` first")
+    root = repo_root()
+    mpath = root / "data" / "MANIFEST.json"
+    rel = folder.resolve().relative_to(root).as_posix() if folder.resolve().is_relative_to(root) else None
+    if rel is not None and mpath.exists() and rel in json.loads(mpath.read_text()):
+        bad = [p for p in manifest.verify(mpath) if p.startswith(rel + "/")]
+        if bad:
+            raise ValueError(f"{folder}: files differ from data/MANIFEST.json: {bad}")
+    grid = json.loads((folder / "grid.json").read_text())
+    logs, steps, evals = {}, [], []
+    for method, name, seed in jobs(grid):
+        path = folder / "runs" / f"{run_name(method, name, seed)}.json"
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: the grid is incomplete (run it again with --resume)")
+        log = json.loads(path.read_text())
+        logs[run_name(method, name, seed)] = log
+        keys = {"method": method, "reward_name": name, "seed": seed}
+        steps += [{**keys, **row} for row in log["rows"]]
+        evals.append(
+            {
+                **keys,
+                **{f"{k}_before": v for k, v in log["before"].items()},
+                **{f"{k}_after": v for k, v in log["after"].items()},
+            }
+        )
+    bon = None
+    if (folder / "bon.npz").exists():
+        with np.load(folder / "bon.npz", allow_pickle=False) as z:
+            bon = {k: z[k] for k in z.files}
+    return {"grid": grid, "steps": pd.DataFrame(steps), "evals": pd.DataFrame(evals), "logs": logs, "bon": bon}
+
+
+def _replay_job(job: tuple) -> tuple[dict[str, float], dict]:
+    import torch
+
+    from textnorm.finetune.config import FinetuneConfig
+    from textnorm.quiet import quiet_libraries
+
+    torch.set_num_threads(1)
+    quiet_libraries()
+    log, steps = job
+    fresh = train_run(FinetuneConfig(**log["config"]), steps=steps, keep_weights=True)
+    diffs: dict[str, float] = {}
+    for old, new in zip(log["rows"][:steps], fresh["rows"], strict=True):
+        for key, value in old.items():
+            if key != "seconds":  # wall time, not a result
+                diffs[key] = max(diffs.get(key, 0.0), abs(float(new[key]) - float(value)))
+    return diffs, fresh["weights"]
+
+
+def replay(logs: Sequence[Mapping[str, Any]], steps: Sequence[int], workers: int = 1) -> list[tuple[dict, dict]]:
+    """Re-run the first ``steps[i]`` steps of each logged run with this code (in ``workers``
+    processes) and compare every logged number (the first step's row holds the base model's
+    evaluation). Per run: the largest absolute difference per column (0.0 everywhere: bit for bit)
+    and the UNet weights after those steps."""
+    if len(logs) != len(steps) or any(k < 1 for k in steps):
+        raise ValueError("replay: one number of steps (>= 1) per log")
+    for log, k in zip(logs, steps):
+        if k > len(log["rows"]):
+            raise ValueError(f"replay: the log holds {len(log['rows'])} steps, asked for {k}")
+    jobs_ = list(zip(logs, steps))
+    if workers > 1:
+        with mp.get_context("spawn").Pool(min(workers, len(jobs_))) as pool:
+            return pool.map(_replay_job, jobs_, chunksize=1)
+    return [_replay_job(j) for j in jobs_]

@@ -105,3 +105,39 @@ def test_bon_prompts_are_held_out_and_fixed():
     assert a == b and len(set(a)) == 5 and not set(a) & set(make_task("synth").train_prompts)
     with pytest.raises(ValueError, match="holds out"):
         overopt.bon_prompts(10_000)
+
+
+def test_logs_that_disagree_with_the_grid_are_refused(logs, tmp_path):
+    import shutil
+
+    copy_ = tmp_path / "copy"
+    shutil.copytree(logs, copy_)
+    path = copy_ / "runs" / "ddpo__gold__seed0.json"
+    log = json.loads(path.read_text())
+    path.write_text(json.dumps({**log, "rows": log["rows"][:1]}))
+    with pytest.raises(ValueError, match="truncated"):
+        overopt.load(copy_)
+    path.write_text(json.dumps({**log, "config": {**log["config"], "lr": 1.0}}))
+    with pytest.raises(ValueError, match="other settings"):
+        overopt.load(copy_)
+
+
+def test_overwrite_swaps_in_the_new_logs_only_at_the_end(logs, tiny_grid, tmp_path):
+    import shutil
+
+    copy_ = tmp_path / "copy"
+    shutil.copytree(logs, copy_)
+    marker = copy_ / "runs" / "ddpo__gold__seed0.json"
+    marker.write_text(marker.read_text() + " ")  # the old file, marked
+    overopt.run(copy_, tiny_grid, workers=1, progress=False, overwrite=True)
+    assert not marker.read_text().endswith("\n ") and not (tmp_path / "copy.new").exists()
+    assert not (tmp_path / "copy.old").exists()
+    with pytest.raises(ValueError, match="not both"):
+        overopt.run(copy_, tiny_grid, workers=1, progress=False, overwrite=True, resume=True)
+
+
+def test_reward_names_that_would_share_a_log_file_are_refused(tiny_grid):
+    grid = copy.deepcopy(tiny_grid)
+    grid["rewards"]["preference!"] = grid["rewards"]["preference"]
+    with pytest.raises(ValueError, match="share a log file"):
+        overopt.jobs(grid)

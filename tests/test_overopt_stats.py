@@ -113,3 +113,31 @@ def test_raw_ensemble_is_the_mean_of_per_prompt_zscores(tmp_path):
     assert np.all(zscore_by_prompt(np.ones(3), ["x"] * 3) == 0)  # no spread: zeros, not NaN
     with pytest.raises(ValueError, match="values for"):
         zscore_by_prompt(np.ones(2), ["x"] * 3)
+
+
+def test_matched_differences_from_fits_and_from_logged_rounds():
+    import pandas as pd
+
+    rows = []
+    for seed, top in ((0, 4.0), (1, 5.0), (2, 6.0)):
+        for name, slope, reach in (("raw", -0.10, top), ("cal", -0.05, top + 1)):
+            for d in np.linspace(0, reach, 9):
+                gain = slope * d  # the RL form with beta = 0: linear
+                rows.append({"method": "ddpo", "reward_name": name, "seed": seed, "sqrt_kl": d, "gold_gain": gain})
+    curves = pd.DataFrame(rows)
+    per_run, fits = oo.rl_fits(curves)
+    assert per_run.set_index(["reward_name", "seed"]).loc[("cal", 2), "alpha"] == pytest.approx(-0.05)
+    fitted = oo.matched_differences(per_run, [("raw", "cal")]).set_index("at")
+    logged = oo.matched_differences_logged(curves, [("raw", "cal")]).set_index("at")
+    # at d = each seed's raw reach (4, 5, 6) and half of it the difference is 0.05 d
+    for at, ds in (("smallest of the largest sqrt KL", [4, 5, 6]), ("half of it", [2, 2.5, 3])):
+        assert fitted.loc[at, "difference"] == pytest.approx(0.05 * np.mean(ds))
+        assert fitted.loc[at, "sqrt_kl"] == pytest.approx(np.mean(ds))
+    # linear curves: interpolating the logged rounds is exact
+    assert logged.loc["smallest of the largest sqrt KL", "difference"] == pytest.approx(0.05 * 5)
+    assert set(logged.basis) == {"logged rounds"} and set(fitted.basis) == {"fitted curves"}
+
+
+def test_ns_must_increase():
+    with pytest.raises(ValueError, match="increasing"):
+        oo.bon_expected(np.zeros((1, 4)), np.zeros((1, 4)), [4, 1])

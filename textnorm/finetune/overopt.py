@@ -111,6 +111,9 @@ def jobs(grid: Mapping[str, Any]) -> list[tuple[str, str, int]]:
         if unknown:
             raise ValueError(f"method_rewards[{method!r}] names unknown rewards: {sorted(unknown)}")
         out += [(method, name, seed) for name in names for seed in grid["seeds"]]
+    files = [run_name(*job) for job in out]
+    if len(set(files)) != len(files):  # e.g. "TextNorm(x y)" and "TextNorm x y"
+        raise ValueError("two runs of the grid would share a log file name: rename a reward")
     return out
 
 
@@ -243,10 +246,18 @@ def run(
     todo = jobs(grid)  # validates method_rewards
     for method, name, seed in todo:
         run_config(grid, method, name, seed)  # every config is valid before anything runs
-    if out.exists():
-        if overwrite:
+    if resume and overwrite:
+        raise ValueError("resume or overwrite, not both")
+    final = out
+    if out.exists() and overwrite:
+        # run into a fresh folder and swap it in at the end: an interrupted run keeps the old logs
+        out = out.with_name(out.name + ".new")
+        if out.exists():
             shutil.rmtree(out)
-        elif not resume:
+    if out.exists():
+        if not (out / "grid.json").exists():
+            raise FileExistsError(f"{out} exists and holds no grid.json: choose another folder")
+        if not resume:
             raise FileExistsError(f"{out} exists: pass resume=True (--resume) to add missing runs or overwrite=True")
         elif json.loads((out / "grid.json").read_text()) != grid:
             raise ValueError(f"{out} holds another grid: it cannot be resumed with this one")
@@ -270,10 +281,15 @@ def run(
                 atomic_write(out / "bon.npz", lambda f, arrays=result: np.savez(f, **arrays))
             else:
                 _write_json(out / "runs" / f"{name}.json", result)
+    if out != final:
+        old = final.with_name(final.name + ".old")
+        final.rename(old)
+        out.rename(final)
+        shutil.rmtree(old)
     from textnorm import manifest
 
-    manifest.record(out, "textnorm overopt", grid)
-    return out
+    manifest.record(final, "textnorm overopt", grid)
+    return final
 
 
 class _Serial:
@@ -312,6 +328,11 @@ def load(folder: str | Path) -> dict[str, Any]:
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: the grid is incomplete (run it again with --resume)")
         log = json.loads(path.read_text())
+        want = json.loads(json.dumps(run_config(grid, method, name, seed).__dict__))
+        if log["config"] != want:
+            raise ValueError(f"{path} was made with other settings than grid.json gives it")
+        if len(log["rows"]) != want["steps"] or (want["eval_every"] and not log["after"]):
+            raise ValueError(f"{path} is truncated: {len(log['rows'])} of {want['steps']} steps")
         logs[run_name(method, name, seed)] = log
         keys = {"method": method, "reward_name": name, "seed": seed}
         steps += [{**keys, **row} for row in log["rows"]]
@@ -323,6 +344,8 @@ def load(folder: str | Path) -> dict[str, Any]:
             }
         )
     bon = None
+    if "bon" in grid and not (folder / "bon.npz").exists():
+        raise FileNotFoundError(f"{folder / 'bon.npz'} is missing: the grid is incomplete (run it again with --resume)")
     if (folder / "bon.npz").exists():
         with np.load(folder / "bon.npz", allow_pickle=False) as z:
             bon = {k: z[k] for k in z.files}
@@ -343,7 +366,9 @@ def _replay_job(job: tuple) -> tuple[dict[str, float], dict]:
     for old, new in zip(log["rows"][:steps], fresh["rows"], strict=True):
         for key, value in old.items():
             if key != "seconds":  # wall time, not a result
-                diffs[key] = max(diffs.get(key, 0.0), abs(float(new[key]) - float(value)))
+                a, b = float(new[key]), float(value)
+                gap = 0.0 if a == b or (np.isnan(a) and np.isnan(b)) else abs(a - b)  # nan where one is nan
+                diffs[key] = max(diffs.get(key, 0.0), gap if np.isfinite(gap) else float("inf"))
     return diffs, fresh["weights"]
 
 

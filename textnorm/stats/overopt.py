@@ -57,9 +57,15 @@ def bon_weights(pool: int, n: int) -> np.ndarray:
     return np.where(i >= n, np.exp(logw), 0.0)
 
 
+def _check_ns(ns: Sequence[int]) -> None:
+    if not len(ns) or list(ns) != sorted(set(ns)):
+        raise ValueError(f"ns must be increasing and without repeats, got {list(ns)}")
+
+
 def bon_expected(values: np.ndarray, proxy: np.ndarray, ns: Sequence[int]) -> np.ndarray:
     """(prompts, len(ns)): E[value of the proxy's best of n] per prompt, from pools of shape
     (prompts, N) (``values`` may be gold, the proxy itself or an image statistic)."""
+    _check_ns(ns)
     values, proxy = np.asarray(values, float), np.asarray(proxy, float)
     if values.shape != proxy.shape or values.ndim != 2:
         raise ValueError(f"values {values.shape} and proxy {proxy.shape} must be the same (prompts, pool) shape")
@@ -326,6 +332,44 @@ def rl_fits(curves: pd.DataFrame, level: float = 0.95) -> tuple[pd.DataFrame, pd
     return per_run, pd.DataFrame(rows).set_index(["method", "reward_name"])
 
 
+def matched_differences_logged(
+    curves: pd.DataFrame, pairs: Sequence[tuple[str, str]], level: float = 0.95
+) -> pd.DataFrame:
+    """As :func:`matched_differences`, from the logged rounds instead of the fitted curves: each
+    run's gold gain interpolated linearly in sqrt KL (rounds sorted by sqrt KL) at the same d."""
+    rows = []
+    for method, g in curves.groupby("method", sort=False):
+        runs = {key: r.sort_values("sqrt_kl") for key, r in g.groupby(["reward_name", "seed"])}
+        names = {k[0] for k in runs}
+        for raw, calibrated in pairs:
+            if raw not in names or calibrated not in names:
+                continue
+            seeds = sorted({s for n, s in runs if n == raw} & {s for n, s in runs if n == calibrated})
+            for share in (1.0, 0.5):
+                diffs, ds = [], []
+                for s in seeds:
+                    r, c = runs[(raw, s)], runs[(calibrated, s)]
+                    d = share * min(r.sqrt_kl.max(), c.sqrt_kl.max())
+                    diffs.append(np.interp(d, c.sqrt_kl, c.gold_gain) - np.interp(d, r.sqrt_kl, r.gold_gain))
+                    ds.append(d)
+                m, lo, hi = t_interval(diffs, level)
+                rows.append(
+                    {
+                        "method": method,
+                        "raw": raw,
+                        "calibrated": calibrated,
+                        "at": "smallest of the largest sqrt KL" if share == 1 else "half of it",
+                        "basis": "logged rounds",
+                        "sqrt_kl": float(np.mean(ds)),
+                        "difference": m,
+                        "low": lo,
+                        "high": hi,
+                        "seeds": len(seeds),
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
 def matched_differences(per_run: pd.DataFrame, pairs: Sequence[tuple[str, str]], level: float = 0.95) -> pd.DataFrame:
     """Fitted gold gain, calibrated minus raw, at matched sqrt KL, seed by seed (the same seed draws
     the same base samples): at d_m = the smaller of the two runs' largest sqrt KL (no
@@ -350,7 +394,8 @@ def matched_differences(per_run: pd.DataFrame, pairs: Sequence[tuple[str, str]],
                         "method": method,
                         "raw": raw,
                         "calibrated": calibrated,
-                        "at": "largest common sqrt KL" if share == 1 else "half of it",
+                        "at": "smallest of the largest sqrt KL" if share == 1 else "half of it",
+                        "basis": "fitted curves",
                         "sqrt_kl": float(np.mean(ds)),
                         "difference": m,
                         "low": lo,

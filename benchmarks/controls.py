@@ -32,42 +32,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-# the controls' settings; --gpu multiplies the data per step and the number of steps.
-# CPU: two training prompts (the synthetic task's first counting and first composition prompt), 64
-# samples each per DDPO round. A 15-minute CPU budget affords about 128 samples per round; spread over
-# the task's 8 training prompts (16 each) or 4 (32 each) the per-prompt advantages are too noisy: on
-# seed 2, 24 rounds gained +0.031 with 8 prompts, +0.016 with 4 and +0.250 with these 2 (same
-# compute; with 2 prompts seeds 0 and 1 gained +0.188 and +0.156; with 20 rounds the three seeds gained
-# +0.188, +0.141, +0.172 but the six runs took 16 minutes on 2 cores). 16 rounds keep the three seeds
-# of both methods within 15 minutes. The GPU settings train on all 8 prompts, 64 samples each.
-CPU_PROMPTS = ["four green circles", "a blue circle and a red square"]
+from textnorm.finetune.overopt import CPU_GRID
+
+# the controls' settings: the over-optimisation grid's CPU runs (textnorm.finetune.overopt.CPU_GRID,
+# where the choice of two training prompts x 64 samples is explained), without its evaluation
+# schedule (the controls evaluate before and after themselves); --gpu multiplies the data per step
+# and the number of steps and trains on all 8 prompts.
 CPU = {
-    "ddpo": dict(
-        method="ddpo",
-        steps=16,
-        prompts=CPU_PROMPTS,
-        n_prompts=2,
-        samples_per_prompt=64,
-        batch_size=32,
-        inner_epochs=1,
-        clip_range=1e-3,
-        lr=6e-5,
-        warmup=10,
-        min_train_sigma=0.05,
-        sample_steps=10,
-    ),
-    "rwsft": dict(
-        method="rwsft",
-        steps=200,
-        prompts=CPU_PROMPTS,
-        pool_size=128,
-        top_fraction=0.1,
-        batch_size=32,
-        lr=1e-4,
-        warmup=20,
-        pretrain_weight=1.0,
-        sample_steps=10,
-    ),
+    method: {k: v for k, v in settings.items() if k not in ("eval_every", "eval_samples")}
+    for method, settings in CPU_GRID["methods"].items()
 }
 GPU = {
     "ddpo": dict(

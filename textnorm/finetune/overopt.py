@@ -47,6 +47,12 @@ from textnorm.files import atomic_write
 # preference proxy and 3.0 for the mean ensemble. For the UR ensemble it picks T = 3.0 and lambda = 0,
 # which is the mean ensemble, so the UR ensemble is not a separate reward here.
 _C, _P = "data/synth/proxy_contrastive", "data/synth/proxy_preference"
+# CPU runs train two prompts (the synthetic task's first counting and first composition prompt) with
+# 64 samples each per DDPO round. A 15-minute CPU budget affords about 128 samples per round; spread
+# over the task's 8 training prompts (16 each) or 4 (32 each) the per-prompt advantages are too noisy:
+# on seed 2, 24 rounds gained +0.031 with 8 prompts, +0.016 with 4 and +0.250 with these 2 (same
+# compute). 16 rounds keep the gold controls' three seeds of both methods (benchmarks/controls.py,
+# which uses these settings) within 15 minutes.
 CPU_PROMPTS = ["four green circles", "a blue circle and a red square"]
 CPU_GRID: dict[str, Any] = {
     "model": "data/synth/generator",

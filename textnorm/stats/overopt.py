@@ -332,6 +332,39 @@ def rl_fits(curves: pd.DataFrame, level: float = 0.95) -> tuple[pd.DataFrame, pd
     return per_run, pd.DataFrame(rows).set_index(["method", "reward_name"])
 
 
+def _matched(runs: dict, pairs: Sequence[tuple[str, str]], gain_at, reach, basis: str, level: float) -> list[dict]:
+    """Calibrated minus raw gain_at(run, d), seed by seed, at d_m = the smaller of the two runs'
+    reach(run) and at d_m / 2; ``runs`` maps (reward, seed) to one run's data."""
+    rows = []
+    names = {name for name, _ in runs}
+    for raw, calibrated in pairs:
+        if raw not in names or calibrated not in names:
+            continue
+        seeds = sorted({s for n, s in runs if n == raw} & {s for n, s in runs if n == calibrated})
+        for share in (1.0, 0.5):
+            diffs, ds = [], []
+            for s in seeds:
+                r, c = runs[(raw, s)], runs[(calibrated, s)]
+                d = share * min(reach(r), reach(c))
+                diffs.append(gain_at(c, d) - gain_at(r, d))
+                ds.append(d)
+            m, lo, hi = t_interval(diffs, level)
+            rows.append(
+                {
+                    "raw": raw,
+                    "calibrated": calibrated,
+                    "at": "smallest of the largest sqrt KL" if share == 1 else "half of it",
+                    "basis": basis,
+                    "sqrt_kl": float(np.mean(ds)),
+                    "difference": m,
+                    "low": lo,
+                    "high": hi,
+                    "seeds": len(seeds),
+                }
+            )
+    return rows
+
+
 def matched_differences_logged(
     curves: pd.DataFrame, pairs: Sequence[tuple[str, str]], level: float = 0.95
 ) -> pd.DataFrame:
@@ -340,33 +373,15 @@ def matched_differences_logged(
     rows = []
     for method, g in curves.groupby("method", sort=False):
         runs = {key: r.sort_values("sqrt_kl") for key, r in g.groupby(["reward_name", "seed"])}
-        names = {k[0] for k in runs}
-        for raw, calibrated in pairs:
-            if raw not in names or calibrated not in names:
-                continue
-            seeds = sorted({s for n, s in runs if n == raw} & {s for n, s in runs if n == calibrated})
-            for share in (1.0, 0.5):
-                diffs, ds = [], []
-                for s in seeds:
-                    r, c = runs[(raw, s)], runs[(calibrated, s)]
-                    d = share * min(r.sqrt_kl.max(), c.sqrt_kl.max())
-                    diffs.append(np.interp(d, c.sqrt_kl, c.gold_gain) - np.interp(d, r.sqrt_kl, r.gold_gain))
-                    ds.append(d)
-                m, lo, hi = t_interval(diffs, level)
-                rows.append(
-                    {
-                        "method": method,
-                        "raw": raw,
-                        "calibrated": calibrated,
-                        "at": "smallest of the largest sqrt KL" if share == 1 else "half of it",
-                        "basis": "logged rounds",
-                        "sqrt_kl": float(np.mean(ds)),
-                        "difference": m,
-                        "low": lo,
-                        "high": hi,
-                        "seeds": len(seeds),
-                    }
-                )
+        found = _matched(
+            runs,
+            pairs,
+            lambda run, d: np.interp(d, run.sqrt_kl, run.gold_gain),
+            lambda run: run.sqrt_kl.max(),
+            "logged rounds",
+            level,
+        )
+        rows += [{"method": method, **row} for row in found]
     return pd.DataFrame(rows)
 
 
@@ -376,33 +391,16 @@ def matched_differences(per_run: pd.DataFrame, pairs: Sequence[tuple[str, str]],
     extrapolation) and at d_m / 2; t interval over seeds."""
     rows = []
     for method, g in per_run.groupby("method", sort=False):
-        fits = g.set_index(["reward_name", "seed"])
-        for raw, calibrated in pairs:
-            if raw not in fits.index.get_level_values(0) or calibrated not in fits.index.get_level_values(0):
-                continue
-            seeds = sorted(set(fits.loc[raw].index) & set(fits.loc[calibrated].index))
-            for share in (1.0, 0.5):
-                diffs, ds = [], []
-                for s in seeds:
-                    r, c = fits.loc[(raw, s)], fits.loc[(calibrated, s)]
-                    d = share * min(r.max_sqrt_kl, c.max_sqrt_kl)
-                    diffs.append(gao_curve(d, c.alpha, c.beta, "rl")[0] - gao_curve(d, r.alpha, r.beta, "rl")[0])
-                    ds.append(d)
-                m, lo, hi = t_interval(diffs, level)
-                rows.append(
-                    {
-                        "method": method,
-                        "raw": raw,
-                        "calibrated": calibrated,
-                        "at": "smallest of the largest sqrt KL" if share == 1 else "half of it",
-                        "basis": "fitted curves",
-                        "sqrt_kl": float(np.mean(ds)),
-                        "difference": m,
-                        "low": lo,
-                        "high": hi,
-                        "seeds": len(seeds),
-                    }
-                )
+        runs = {(r.reward_name, r.seed): r for r in g.itertuples()}
+        found = _matched(
+            runs,
+            pairs,
+            lambda run, d: gao_curve(d, run.alpha, run.beta, "rl")[0],
+            lambda run: run.max_sqrt_kl,
+            "fitted curves",
+            level,
+        )
+        rows += [{"method": method, **row} for row in found]
     return pd.DataFrame(rows)
 
 

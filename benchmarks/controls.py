@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from textnorm.finetune.overopt import CPU_GRID
+from textnorm.finetune.overopt import CPU_GRID, die_with_parent
 
 # the controls' settings: the over-optimisation grid's CPU runs (textnorm.finetune.overopt.CPU_GRID,
 # where the choice of two training prompts x 64 samples is explained), without its evaluation
@@ -137,7 +137,11 @@ def main() -> None:
     t0 = time.time()
     rows = []
     ctx = mp.get_context("spawn")
-    with ctx.Pool(args.workers) if args.workers > 1 else _Serial() as pool:
+    with (
+        ctx.Pool(args.workers, initializer=die_with_parent, initargs=(os.getpid(),))
+        if args.workers > 1
+        else _Serial() as pool
+    ):
         for row in pool.imap_unordered(run_one, jobs, chunksize=1):
             rows.append(row)
             if args.out is not None:

@@ -122,14 +122,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise CLIError(f"cannot read scores CSV {args.scores}: {exc}") from exc
     if "image" not in scores:
         raise CLIError(f"{args.scores} has no 'image' column (columns: {list(scores.columns)})")
+    if scores.empty:  # before the subset is read off the first row, which a header-only file lacks
+        raise CLIError(f"{args.scores} has a header but no rows")
     if "subset" in scores and scores["subset"].nunique() > 1:
         raise CLIError("the scores file holds several subsets; evaluate one subset at a time")
     subset = args.subset or (scores["subset"].iloc[0] if "subset" in scores else None)
     if subset not in data.SUBSETS:
         raise CLIError(f"say which TIA2 subset the scores belong to (--subset {'|'.join(data.SUBSETS)})")
     images = tia2.load_images([subset], **_source(args))
-    if scores.empty:
-        raise CLIError(f"{args.scores} has a header but no rows")
     table = evaluation.metrics_from_scores(scores, images, args.column or None, partial=args.partial)
     cov = evaluation.coverage(scores, images)
     layout = evaluation.to_published_layout(table)
@@ -223,11 +223,12 @@ def _cmd_build_synth(args: argparse.Namespace) -> int:
 
 def _cmd_finetune(args: argparse.Namespace) -> int:
     from textnorm.finetune.config import FinetuneConfig
-    from textnorm.finetune.loop import finetune
+    from textnorm.finetune.loop import clean_stale_temps, finetune
 
     cfg = FinetuneConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FinetuneConfig)})
     if args.resume and args.overwrite:
         raise CLIError("--resume continues the run in --out and --overwrite replaces it: choose one")
+    clean_stale_temps(args.out)  # a write killed midway left them; a folder holding only them is empty
     if not args.resume:
         _check_out(args.out, overwrite=args.overwrite, folder=True)
     metrics = finetune(cfg, out=args.out, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
@@ -464,10 +465,15 @@ def _cmd_overopt(args: argparse.Namespace) -> int:
     if args.grid:
         import yaml
 
+        text = Path(args.grid).read_text()
         try:
-            grid = yaml.safe_load(Path(args.grid).read_text())  # YAML reads JSON too
-        except yaml.YAMLError as exc:
-            raise CLIError(f"--grid {args.grid} is neither JSON nor YAML: {exc}") from None
+            # JSON first: PyYAML (YAML 1.1) reads JSON's 6e-05 as a string
+            grid = json.loads(text)
+        except json.JSONDecodeError:
+            try:
+                grid = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise CLIError(f"--grid {args.grid} is neither JSON nor YAML: {exc}") from None
         if isinstance(grid, dict) and "grid" in grid:
             grid = grid["grid"]  # a papermill parameter file
         if not isinstance(grid, dict) or not {"model", "rewards", "methods", "seeds"} <= set(grid):

@@ -84,6 +84,10 @@ class Chain:
         """Indices of the steps with sigma > 0: the only ones with a log-probability."""
         return [i for i in range(len(self)) if float(self.sigma(i, eta)) > 0]
 
+    def trained_steps(self, eta: float, min_sigma: float) -> list[int]:
+        """The stochastic steps whose sigma is at least ``min_sigma`` (those DDPO trains)."""
+        return [i for i in self.stochastic(eta) if float(self.sigma(i, eta)) >= min_sigma]
+
     def mean(self, i: int, model_output: torch.Tensor, x: torch.Tensor, eta: float) -> torch.Tensor:
         """Mean of p(x_s | x_t) at step i."""
         a_t, a_s = self.alpha[i], self.alpha_prev[i]

@@ -78,7 +78,8 @@ from textnorm.files import atomic_write
 from textnorm.finetune.adapters import Cond, make_adapter
 from textnorm.finetune.config import FinetuneConfig, validate
 from textnorm.finetune.distributed import gather, local_rows, minibatches, resolve_device, shard
-from textnorm.finetune.rewards import make_reward
+from textnorm.finetune.inputs import check_device, resolve_path, source_digest, weights_digest
+from textnorm.finetune.rewards import make_reward, spec_sources
 from textnorm.finetune.task import Judge, Task, make_task
 from textnorm.rewards.scoring import group_by_prompt, repeat_prompts
 
@@ -87,15 +88,32 @@ RewardFn = Callable[[np.ndarray, Sequence[str]], np.ndarray]
 
 
 def load_pipeline(path: str, device: str = "cpu") -> Any:
-    """The synthetic generator or any diffusers StableDiffusionPipeline-family model."""
-    from textnorm.synth.generator import SynthPipeline
+    """The synthetic generator or any diffusers StableDiffusionPipeline-family model (a local
+    folder, checked to exist and to hold ``model_index.json``, or a hub id)."""
+    source = resolve_path(path, "model folder", marker="model_index.json")
+    index = Path(source) / "model_index.json"
+    if index.is_file():
+        try:
+            name = json.loads(index.read_text()).get("_class_name")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as exc:
+            raise ValueError(f"{index} is not a diffusers model index (JSON object with _class_name)") from exc
+        if name == "SynthPipeline":
+            from textnorm.synth.generator import SynthPipeline
 
-    local = Path(path)
-    if (local / "model_index.json").is_file() and "SynthPipeline" in (local / "model_index.json").read_text():
-        return SynthPipeline.from_pretrained(path).to(device)
+            return SynthPipeline.from_pretrained(source).to(device)
     from diffusers import StableDiffusionPipeline
 
-    return StableDiffusionPipeline.from_pretrained(path, safety_checker=None).to(device)
+    return StableDiffusionPipeline.from_pretrained(source, safety_checker=None).to(device)
+
+
+def input_digests(pipe: Any, reward: str | None) -> dict:
+    """What a run starts from: the sha256 of the pipeline's weights as loaded and of each file
+    folder the reward spec loads (``reward`` None: a reward given as a function, not recorded)."""
+    modules = [(k, v) for k, v in sorted(pipe.components.items()) if isinstance(v, torch.nn.Module)]
+    out: dict = {"model": weights_digest(modules)}
+    if reward is not None:
+        out["reward"] = {src: source_digest(resolve_path(src, "reward model folder")) for src in spec_sources(reward)}
+    return out
 
 
 def image_stat_arrays(images: np.ndarray) -> dict[str, np.ndarray]:
@@ -128,6 +146,7 @@ class Finetuner:
         self, cfg: FinetuneConfig, pipe: Any = None, reward_fn: RewardFn | None = None, task: Task | None = None
     ) -> None:
         validate(cfg)
+        check_device(cfg.device)
         self.cfg = cfg
         from accelerate import Accelerator
 
@@ -143,6 +162,8 @@ class Finetuner:
         _check_split(cfg, self.processes)
         torch.manual_seed(cfg.seed)
         self.pipe = pipe.to(self.device) if pipe is not None else load_pipeline(cfg.model, self.device)
+        # before any cast or adapter: what a resume must find unchanged
+        self.inputs = input_digests(self.pipe, cfg.reward if reward_fn is None else None)
         self.adapter = make_adapter(self.pipe, cfg.resolution)
         self.task = task or self._make_task()
         self.chain = self.adapter.chain(cfg.sample_steps)
@@ -160,9 +181,7 @@ class Finetuner:
                 )
         # trained steps: by default those with sigma >= 0.05 (FinetuneConfig.min_train_sigma); see
         # the docstring for why the low-noise steps are left out
-        self.trained_steps = [
-            i for i in self.chain.stochastic(cfg.eta) if float(self.chain.sigma(i, cfg.eta)) >= cfg.min_train_sigma
-        ]
+        self.trained_steps = self.chain.trained_steps(cfg.eta, cfg.min_train_sigma)
         if cfg.method == "ddpo" and not self.trained_steps:
             raise ValueError(f"no DDIM step has sigma >= min_train_sigma={cfg.min_train_sigma}")
         self.reward_fn = reward_fn or make_reward(
@@ -602,11 +621,20 @@ class Finetuner:
             "pool_prompt": self.pool["prompt"] if self.pool else None,
             "processes": self.processes,
             "replica_checksums": getattr(self, "replica_checksums", None),
+            "inputs": self.inputs,
         }
         tensors["state_json"] = json.dumps(state)  # one file, one rename: weights and state agree
-        atomic_write(out / "checkpoint.pt", lambda f: torch.save(tensors, f))
-        atomic_write(out / "state.json", lambda f: f.write(json.dumps(state).encode()))
-        atomic_write(out / "metrics.json", lambda f: f.write(json.dumps(self.metrics, indent=1).encode()))
+        had = (out / "checkpoint.pt").is_file()
+        writes = [
+            ("checkpoint.pt", lambda f: torch.save(tensors, f)),
+            ("state.json", lambda f: f.write(json.dumps(state).encode())),
+            ("metrics.json", lambda f: f.write(json.dumps(self.metrics, indent=1).encode())),
+        ]
+        for name, write in writes:
+            try:
+                atomic_write(out / name, write)
+            except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as RuntimeError
+                raise CheckpointWriteError(out, name, self.step, exc, had) from None
         self.accelerator.wait_for_everyone()
         return out / "checkpoint.pt"
 
@@ -663,6 +691,9 @@ class Finetuner:
                 + ", ".join(f"{k}: {saved.get(k)!r} there, {now[k]!r} now" for k in diff)
                 + ")"
             )
+        changed = changed_inputs(state.get("inputs"), self.inputs)
+        if changed:
+            raise ValueError(f"cannot resume the run in {out}: " + "; ".join(changed) + " since it started")
         for key in ("trainable", "optimizer"):
             if not isinstance(tensors.get(key), dict):
                 raise bad(f"it has no {key!r} entry")
@@ -721,6 +752,65 @@ class Finetuner:
         return out / "pipeline"
 
 
+def changed_inputs(saved: dict | None, now: dict) -> list[str]:
+    """What differs between the inputs a checkpoint recorded and this run's (:func:`input_digests`),
+    in words. A checkpoint without the record (older textnorm) or a reward given as a function
+    cannot be checked: a warning says so."""
+    import warnings
+
+    if not isinstance(saved, dict):
+        warnings.warn(
+            "the checkpoint records no sha256 of the model and reward it was trained from (written by an older "
+            "textnorm): they cannot be checked on resume",
+            stacklevel=3,
+        )
+        return []
+    out = []
+    if saved.get("model") != now.get("model"):
+        out.append(
+            f"the base model's weights changed (sha256 {str(saved.get('model'))[:12]}... then, "
+            f"{str(now.get('model'))[:12]}... now)"
+        )
+    was, nowr = saved.get("reward"), now.get("reward")
+    if was is None or nowr is None:
+        if was != nowr:
+            warnings.warn(
+                "the reward was given as a function in one of the two runs: its files cannot be checked", stacklevel=3
+            )
+        return out
+    for src in sorted(set(was) | set(nowr)):
+        a, b = was.get(src), nowr.get(src)
+        if a != b and a is not None and b is not None:
+            out.append(f"the reward model files in {src} changed (sha256 {a[:12]}... then, {b[:12]}... now)")
+    return out
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint file could not be written (a full disk, most often); says what is left."""
+
+    def __init__(self, out: Path, name: str, step: int, exc: BaseException, had: bool) -> None:
+        import errno
+        import shutil
+
+        try:
+            full = shutil.disk_usage(out).free < (64 << 20)
+        except OSError:
+            full = False
+        if getattr(exc, "errno", None) == errno.ENOSPC or full:
+            why = "the disk is full"
+        else:
+            why = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        if name == "checkpoint.pt":
+            left = (
+                "the last complete checkpoint.pt is intact (resume from it with --resume once there is space)"
+                if had
+                else "no checkpoint was written before"
+            )
+        else:  # checkpoint.pt itself was written: it is whole and a resume reads it alone
+            left = f"checkpoint.pt of step {step} is complete; only the readable copy {name} is out of date"
+        super().__init__(f"could not write {out / name} after step {step}: {why}; {left}")
+
+
 def _check_split(cfg: FinetuneConfig, processes: int) -> None:
     """Several processes share every minibatch equally (so DDP's average of their gradients is the
     minibatch's gradient): the global sizes must divide by the number of processes."""
@@ -759,6 +849,22 @@ def _index_cond(cond: Cond, idx: torch.Tensor) -> Cond:
     return cond[idx]
 
 
+RUN_FILES = ("checkpoint.pt", "state.json", "metrics.json")
+
+
+def clean_stale_temps(out: str | Path) -> list[Path]:
+    """Delete the temporary files that a write killed midway left (``.checkpoint.pt.*`` etc., see
+    :func:`textnorm.files.atomic_write`): they are never read, and a folder holding only them holds
+    no run. Returns what was removed."""
+    folder = Path(out)
+    if not folder.is_dir():
+        return []
+    stale = [p for name in RUN_FILES for p in folder.glob(f".{name}.*") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
 def finetune(
     cfg: FinetuneConfig,
     out: str | Path | None = None,
@@ -771,19 +877,21 @@ def finetune(
 ) -> list[dict]:
     """Notebook-friendly entry point with the CLI's parameters. A folder ``out`` that holds a run is
     continued (``resume``) or replaced (``overwrite``), never silently overwritten."""
+    if out is not None:
+        clean_stale_temps(out)
     if out is not None and not resume and not overwrite:
-        held = [n for n in ("checkpoint.pt", "state.json", "metrics.json") if (Path(out) / n).exists()]
+        held = [n for n in RUN_FILES if (Path(out) / n).exists()]
         if held:
             raise FileExistsError(f"{out} holds a run ({', '.join(held)}); resume it, or overwrite it explicitly")
     tuner = Finetuner(cfg, pipe=pipe, reward_fn=reward_fn, task=task)
     if out is not None and overwrite and not resume:
         if tuner.accelerator.is_main_process:
-            for name in ("checkpoint.pt", "state.json", "metrics.json"):  # no old run left to resume by mistake
+            for name in RUN_FILES:  # no old run left to resume by mistake
                 (Path(out) / name).unlink(missing_ok=True)
         tuner.accelerator.wait_for_everyone()
     if resume:
         if out is None or not (Path(out) / "checkpoint.pt").is_file():
-            raise FileNotFoundError(f"nothing to resume: no checkpoint.pt in {out}")
+            raise FileNotFoundError(f"nothing to resume: no checkpoint.pt in {out} (start the run without --resume)")
         tuner.load_checkpoint(out)
     return tuner.train(out, progress=progress)
 

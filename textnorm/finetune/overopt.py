@@ -3,9 +3,10 @@ written as run logs that the overoptimization chapter reads (and replays in part
 
 A grid is plain JSON-able data (``CPU_GRID`` is the default; a GPU user passes another):
 
-    {"model": folder, "task_prompts": [...] (training prompts; [] = the task's),
+    {"model": folder,
      "rewards": {name: {"spec": reward spec, "temperature": T, "lam": lambda}},
-     "methods": {"ddpo": {FinetuneConfig fields}, "rwsft": {...}},
+     "methods": {"ddpo": {FinetuneConfig fields but reward, seed, model; e.g. prompts: the training
+                          prompts, [] = the task's}, "rwsft": {...}},
      "method_rewards": {"rwsft": [names]}   (a method without an entry trains every reward),
      "seeds": [...],
      "bon": {"prompts": K held-out captions, "pool": N samples each, "sample_steps": S, "seed": s,
@@ -28,10 +29,15 @@ data/MANIFEST.json when the grid is complete.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing as mp
+import os
 import shutil
+import sys
 import time
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -136,6 +142,139 @@ def run_config(grid: Mapping[str, Any], method: str, reward: str, seed: int):
     return cfg
 
 
+GRID_KEYS = ("model", "rewards", "methods", "method_rewards", "seeds", "bon")
+REWARD_KEYS = ("spec", "temperature", "lam")
+BON_KEYS = ("prompts", "pool", "sample_steps", "seed", "device")
+_SET_BY_GRID = ("reward", "seed", "model")  # the grid sets them per run: a method's entry must not
+
+
+def _unknown(keys: Any, known: Sequence[str], where: str) -> None:
+    import difflib
+
+    for key in keys:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+            raise ValueError(f"{where}: unknown setting {key!r}{hint}")
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_type(where: str, value: Any, hint: Any) -> None:
+    """A setting's value against its FinetuneConfig type (int, float, str, list[str], optional)."""
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType)  # e.g. int | None
+    if optional and value is None:
+        return
+    base = next(a for a in typing.get_args(hint) if a is not type(None)) if optional else hint
+    if base is float:
+        ok = _int(value) or isinstance(value, float)
+    elif base is int:
+        ok = _int(value)
+    elif base == list[str]:
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    else:
+        ok = isinstance(value, base)
+    if not ok:
+        kind = {float: "a number", int: "an integer", str: "a string"}.get(base, "a list of strings")
+        hint_yaml = " (YAML reads 6e-5 as text: write 6.0e-5)" if base is float and isinstance(value, str) else ""
+        raise ValueError(f"{where} must be {kind}, got {value!r}{hint_yaml}")
+
+
+def validate_grid(grid: Any) -> None:
+    """Every check that needs no run: the grid's layout and spelling (a misspelt setting is named),
+    the seeds, every run's settings, devices, the model and reward folders, that DDPO has steps to
+    train, and the best-of-n pool's settings. ``run`` calls it before computing anything."""
+    from textnorm.finetune import inputs
+    from textnorm.finetune.config import FinetuneConfig
+    from textnorm.finetune.rewards import spec_sources
+
+    if not isinstance(grid, Mapping):
+        raise ValueError(f"a grid is a mapping of {', '.join(GRID_KEYS)}, got {type(grid).__name__}")
+    _unknown(grid, GRID_KEYS, "grid")
+    missing = [k for k in ("model", "rewards", "methods", "seeds") if k not in grid]
+    if missing:
+        raise ValueError(f"grid: missing {', '.join(missing)}")
+    seeds = grid["seeds"]
+    if not isinstance(seeds, list) or not seeds or not all(_int(s) and s >= 0 for s in seeds):
+        raise ValueError(f"grid: seeds must be a non-empty list of integers >= 0, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"grid: seeds repeat ({seeds}); each seed is one run")
+    rewards, methods = grid["rewards"], grid["methods"]
+    if not isinstance(rewards, Mapping) or not rewards:
+        raise ValueError("grid: rewards must be a non-empty mapping of name -> {spec, temperature, lam}")
+    for name, r in rewards.items():
+        if not isinstance(r, Mapping) or not isinstance(r.get("spec"), str):
+            raise ValueError(f"grid: reward {name!r} needs a 'spec' string, e.g. {{spec: 'raw:PATH'}}")
+        _unknown(r, REWARD_KEYS, f"grid: reward {name!r}")
+        for key in ("temperature", "lam"):
+            if key in r:
+                _check_type(f"grid: reward {name!r}.{key}", r[key], float)
+    if not isinstance(methods, Mapping) or not methods:
+        raise ValueError("grid: methods must be a non-empty mapping of method -> settings")
+    fields = [f.name for f in dataclasses.fields(FinetuneConfig)]
+    hints = typing.get_type_hints(FinetuneConfig)
+    for method, settings in methods.items():
+        if not isinstance(settings, Mapping):
+            raise ValueError(f"grid: methods[{method!r}] must be a mapping of settings")
+        _unknown(settings, [f for f in fields if f not in _SET_BY_GRID], f"grid: methods[{method!r}]")
+        for key, value in settings.items():
+            _check_type(f"grid: methods[{method!r}].{key}", value, hints[key])
+        if settings.get("method", "ddpo") != method:
+            raise ValueError(f"grid: methods[{method!r}] sets method={settings.get('method', 'ddpo')!r}")
+    per_method = grid.get("method_rewards", {})
+    if not isinstance(per_method, Mapping) or any(not isinstance(v, list) for v in per_method.values()):
+        raise ValueError("grid: method_rewards must map a method to a list of reward names")
+    _unknown(per_method, list(methods), "grid: method_rewards")
+    for method, name, seed in jobs(grid):
+        try:
+            cfg = run_config(grid, method, name, seed)
+        except TypeError as exc:  # a value of the wrong type that the dataclass cannot take
+            raise ValueError(f"grid: run ({method}, {name}, seed {seed}): {exc}") from None
+        inputs.check_device(cfg.device)
+    model = inputs.resolve_path(grid["model"], "grid: model folder", marker="model_index.json")
+    for name, r in rewards.items():
+        for src in spec_sources(r["spec"]):
+            inputs.resolve_path(src, f"grid: reward {name!r}: model folder")
+    _check_trained_steps(grid, model)
+    if "bon" in grid:
+        b = grid["bon"]
+        if not isinstance(b, Mapping):
+            raise ValueError("grid: bon must be a mapping of prompts, pool, sample_steps, seed (and device)")
+        _unknown(b, BON_KEYS, "grid: bon")
+        for key in ("prompts", "pool", "sample_steps"):
+            if not _int(b.get(key)) or b[key] < 1:
+                raise ValueError(f"grid: bon {key} must be an integer >= 1, got {b.get(key)!r}")
+        if not _int(b.get("seed", 0)) or b.get("seed", 0) < 0:
+            raise ValueError(f"grid: bon seed must be an integer >= 0, got {b.get('seed')!r}")
+        inputs.check_device(b.get("device", "cpu"))
+        bon_prompts(b["prompts"], b.get("seed", 0))
+
+
+def _check_trained_steps(grid: Mapping[str, Any], model: str) -> None:
+    """DDPO trains the steps with sigma >= min_train_sigma: a chain too short has none (read from the
+    model's scheduler config when it is a local folder; a hub model is checked when it loads)."""
+    config = Path(model) / "scheduler" / "scheduler_config.json"
+    if not config.is_file():
+        return
+    from diffusers import DDIMScheduler
+
+    from textnorm.ddim import Chain
+
+    scheduler = DDIMScheduler.from_config(json.loads(config.read_text()))
+    for method in grid["methods"]:
+        cfg = run_config(grid, method, next(iter(grid["rewards"])), grid["seeds"][0])
+        if cfg.method != "ddpo":
+            continue
+        chain = Chain.from_scheduler(scheduler, cfg.sample_steps)
+        if not chain.trained_steps(cfg.eta, cfg.min_train_sigma):
+            raise ValueError(
+                f"grid: methods[{method!r}]: with sample_steps={cfg.sample_steps} no DDIM step has sigma >= "
+                f"min_train_sigma={cfg.min_train_sigma}: DDPO would train nothing (more steps or a lower threshold)"
+            )
+
+
 def _plain(row: Mapping[str, Any]) -> dict:
     return {k: v for k, v in row.items() if not isinstance(v, list)}
 
@@ -166,6 +305,31 @@ def train_run(cfg, steps: int | None = None, keep_weights: bool = False) -> dict
     if keep_weights:
         out["weights"] = {k: v.detach().cpu().clone() for k, v in tuner.policy.state_dict().items()}
     return out
+
+
+def die_with_parent(parent: int) -> None:
+    """A worker's initializer: end this process when the parent ``parent`` dies, even by kill -9
+    (which runs no clean-up in the parent). On Linux the kernel sends SIGKILL (PR_SET_PDEATHSIG);
+    elsewhere, and as a fallback, a daemon thread polls the parent once a second."""
+    import signal
+    import threading
+
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+        except OSError:
+            pass
+    if os.getppid() != parent:  # the parent died before the call above took effect
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
 
 
 def _run_job(job: tuple) -> tuple[str, dict]:
@@ -249,9 +413,8 @@ def run(
     (results do not depend on their number) and write them to ``out``."""
     out = Path(out)
     grid = json.loads(json.dumps(grid))  # plain data, as written
-    todo = jobs(grid)  # validates method_rewards
-    for method, name, seed in todo:
-        run_config(grid, method, name, seed)  # every config is valid before anything runs
+    validate_grid(grid)  # everything that can be checked, before anything runs
+    todo = jobs(grid)
     if resume and overwrite:
         raise ValueError("resume or overwrite, not both")
     final = out
@@ -265,7 +428,7 @@ def run(
             raise FileExistsError(f"{out} exists and holds no grid.json: choose another folder")
         if not resume:
             raise FileExistsError(f"{out} exists: pass resume=True (--resume) to add missing runs or overwrite=True")
-        elif json.loads((out / "grid.json").read_text()) != grid:
+        elif _read_json(out / "grid.json") != grid:
             raise ValueError(f"{out} holds another grid: it cannot be resumed with this one")
     (out / "runs").mkdir(parents=True, exist_ok=True)
     _write_json(out / "grid.json", grid, sort_keys=False)  # the rewards' order is the chapter's
@@ -276,7 +439,12 @@ def run(
     ]
     if "bon" in grid and not (out / "bon.npz").exists():
         pending.insert(0, ("bon", "bon", grid))  # first: it is the longest single job
-    with mp.get_context("spawn").Pool(workers) if workers > 1 else _Serial() as pool:
+    context = mp.get_context("spawn")
+    with (
+        context.Pool(workers, initializer=die_with_parent, initargs=(os.getpid(),))
+        if workers > 1
+        else _Serial() as pool
+    ):
         for name, result in tqdm(
             pool.imap_unordered(_run_job, pending, chunksize=1),
             total=len(pending),
@@ -309,6 +477,13 @@ class _Serial:
         return map(fn, items)
 
 
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}); restore it or re-run the grid with --resume") from None
+
+
 def load(folder: str | Path) -> dict[str, Any]:
     """The logs of a complete grid: ``grid``, ``steps`` (one row per run and step), ``evals``
     (before/after evaluations, one row per run), ``logs`` (run name -> log) and ``bon`` (the pool's
@@ -327,13 +502,15 @@ def load(folder: str | Path) -> dict[str, Any]:
         bad = [p for p in manifest.verify(mpath) if p.startswith(rel + "/")]
         if bad:
             raise ValueError(f"{folder}: files differ from data/MANIFEST.json: {bad}")
-    grid = json.loads((folder / "grid.json").read_text())
+    grid = _read_json(folder / "grid.json")
     logs, steps, evals = {}, [], []
     for method, name, seed in jobs(grid):
         path = folder / "runs" / f"{run_name(method, name, seed)}.json"
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing: the grid is incomplete (run it again with --resume)")
-        log = json.loads(path.read_text())
+        log = _read_json(path)
+        if not isinstance(log, dict) or not {"config", "rows", "before", "after"} <= set(log):
+            raise ValueError(f"{path} is not a run log of textnorm overopt (no config, rows, before and after)")
         want = json.loads(json.dumps(run_config(grid, method, name, seed).__dict__))
         if log["config"] != want:
             raise ValueError(f"{path} was made with other settings than grid.json gives it")
@@ -390,6 +567,8 @@ def replay(logs: Sequence[Mapping[str, Any]], steps: Sequence[int], workers: int
             raise ValueError(f"replay: the log holds {len(log['rows'])} steps, asked for {k}")
     jobs_ = list(zip(logs, steps))
     if workers > 1:
-        with mp.get_context("spawn").Pool(min(workers, len(jobs_))) as pool:
+        with mp.get_context("spawn").Pool(
+            min(workers, len(jobs_)), initializer=die_with_parent, initargs=(os.getpid(),)
+        ) as pool:
             return pool.map(_replay_job, jobs_, chunksize=1)
     return [_replay_job(j) for j in jobs_]

@@ -19,7 +19,6 @@ name can stand in for PATH as ``NAME=PATH`` (e.g. ``raw:imagereward=/models/Imag
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -28,14 +27,27 @@ from textnorm.rewards import calibration, scoring
 RewardFn = Callable[[np.ndarray, Sequence[str]], np.ndarray]
 
 
+def _split(item: str) -> tuple[str, str]:
+    """``NAME=PATH`` -> (NAME, PATH); a bare PATH is a CLIP-family model."""
+    name, _, path = item.partition("=") if "=" in item else ("clip", "", item)
+    return name, path
+
+
+def spec_sources(spec: str) -> list[str]:
+    """The model folders (or hub ids) a reward spec loads, in order (none for ``gold``)."""
+    kind, _, arg = spec.partition(":")
+    if kind == "gold" or not arg:
+        return []
+    return [path for _, path in map(_split, arg.split(",")) if path]
+
+
 def _load(item: str, device: str):
+    from textnorm.finetune.inputs import resolve_path
     from textnorm.rewards import load_reward
 
-    name, _, path = item.partition("=") if "=" in item else ("clip", "", item)
-    if path and (path.startswith((".", "/", "~")) or "\\" in path) and not Path(path).expanduser().exists():
-        # a local path (not a hub id): say it is missing instead of letting the hub client call it a bad repo id
-        raise FileNotFoundError(f"reward model folder {path} does not exist")
-    return load_reward(name, path or None, device=device)
+    name, path = _split(item)
+    # a local path that does not exist is said in those words, not as the hub client's bad repo id
+    return load_reward(name, resolve_path(path, "reward model folder") if path else None, device=device)
 
 
 def _calibrated(models, images, prompts, contrastive, temperature) -> np.ndarray:

@@ -11,7 +11,8 @@ two systems, ``left`` and ``right``, and chose ``left``, ``right`` or ``tie``.
   counts). Exact binomial p-values (scipy ``binomtest``), Holm-corrected across pairs.
 - Judgments of one prompt are not independent (several raters judge the same pair of images), so
   :func:`compare_by_prompt` takes the prompt as the unit: the win rate's percentile interval from
-  a bootstrap over prompts (each resample pools the decided judgments of the drawn prompts), and
+  a bootstrap over prompts (each resample pools the decided judgments of the drawn prompts; a pair
+  with decided judgments on fewer than two prompts is an error, its interval would have no width), and
   the sign test over prompts: a prompt counts as a win for a when a won more of its judgments
   than b, a loss when fewer; prompts with equal counts are dropped. Holm across pairs.
 - Bradley-Terry: P(i beats j) = sigmoid(b_i - b_j), fitted by logistic regression without
@@ -30,6 +31,10 @@ two systems, ``left`` and ``right``, and chose ``left``, ``right`` or ``tie``.
 
 from __future__ import annotations
 
+import codecs
+import csv
+import io
+import warnings
 from collections.abc import Sequence
 from itertools import combinations
 from pathlib import Path
@@ -48,6 +53,10 @@ CHOICES: tuple[str, ...] = ("left", "right", "tie")
 
 class JudgmentError(ValueError):
     """The judgments file or table is malformed; the message says where."""
+
+
+class JudgmentWarning(UserWarning):
+    """The judgments file is readable but suspicious (e.g. repeated rows); the message says how."""
 
 
 def validate(df: pd.DataFrame) -> pd.DataFrame:
@@ -76,24 +85,98 @@ def validate(df: pd.DataFrame) -> pd.DataFrame:
             f"{int(same.sum())} judgment(s) compare a system with itself "
             f"(e.g. {first['left']!r} on prompt {first['prompt']!r})"
         )
+    _check_system_case(df)
     return df.reset_index(drop=True)
 
 
+def _check_system_case(df: pd.DataFrame) -> None:
+    """Refuse system names that differ only in case: 'TextNorm' and 'textnorm' are almost surely one
+    system typed two ways, and counting them apart would split its judgments over two pairs."""
+    spellings: dict[str, list[str]] = {}
+    for name in sorted(set(df.left) | set(df.right)):
+        spellings.setdefault(name.casefold(), []).append(name)
+    clashes = [names for names in spellings.values() if len(names) > 1]
+    if clashes:
+        listed = "; ".join(" and ".join(repr(n) for n in names) for names in clashes)
+        raise JudgmentError(
+            f"system names that differ only in case: {listed}; they are almost certainly one system, "
+            "so spell each system the same way in every row"
+        )
+
+
 def load_judgments(path: str | Path) -> pd.DataFrame:
-    """Read and validate a judgments CSV (columns rater, prompt, left, right, choice)."""
+    """Read and validate a judgments CSV (columns rater, prompt, left, right, choice; UTF-8 text).
+
+    Refuses a file that is not UTF-8 text, a header that repeats a column name and a file in which
+    every row appears at least twice (a file concatenated with itself); warns
+    (:class:`JudgmentWarning`) when only some rows are exact copies of others."""
     path = Path(path)
     if not path.is_file():
         raise JudgmentError(f"judgments file {path} does not exist")
+    text = _read_utf8(path)
+    _check_header(text, path)
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError as exc:
         raise JudgmentError(f"judgments file {path} is empty") from exc
-    return validate(df)
+    except pd.errors.ParserError as exc:
+        raise JudgmentError(f"judgments file {path} is not a well-formed CSV: {exc}".strip()) from exc
+    df = validate(df)
+    _check_repeated_rows(df, path)
+    return df
 
 
-def _check_level(level) -> None:
+def _read_utf8(path: Path) -> str:
+    """The file's text; a UTF-16 or binary file would otherwise surface as a raw UnicodeDecodeError
+    or, worse, a ParserError about field counts that does not say what is wrong."""
+    raw = path.read_bytes()
+    if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise JudgmentError(f"judgments file {path} is UTF-16, not UTF-8 text CSV; save it as UTF-8")
+    if b"\x00" in raw:  # NUL bytes: UTF-16 without a byte-order mark, or binary data
+        raise JudgmentError(f"judgments file {path} is not UTF-8 text CSV (it holds NUL bytes: binary or UTF-16)")
+    try:
+        return raw.decode("utf-8-sig")  # -sig: a byte-order mark from spreadsheet programs is harmless
+    except UnicodeDecodeError as exc:
+        raise JudgmentError(
+            f"judgments file {path} is not UTF-8 text CSV (undecodable byte at offset {exc.start}); save it as UTF-8"
+        ) from None
+
+
+def _check_header(text: str, path: Path) -> None:
+    """Refuse repeated column names: pandas silently renames the copies ('left.1'), so one of the two
+    columns would be read and the other ignored without a word."""
+    header = next((row for row in csv.reader(io.StringIO(text)) if row), None)
+    if header is None:
+        return  # an empty file: read_csv says so
+    names = [name.strip() for name in header]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise JudgmentError(f"judgments file {path} repeats column name(s) {repeated} in its header")
+
+
+def _check_repeated_rows(df: pd.DataFrame, path: Path) -> None:
+    """Exact copies (same rater, prompt, left, right and choice) count as separate judgments. A rater
+    may judge a pair twice when the protocol says so, hence only a warning; but when every row has a
+    copy the file is almost surely concatenated with itself, which doubles every count: an error."""
+    copies = int(df.duplicated().sum())
+    if copies == 0:
+        return
+    if df.duplicated(keep=False).all():
+        raise JudgmentError(
+            f"every judgment in {path} appears at least twice ({copies} of {len(df)} rows are exact copies): "
+            "the file looks concatenated with itself; remove the copies"
+        )
+    warnings.warn(
+        f"{copies} of {len(df)} rows of {path} are exact duplicates of another row (same rater, prompt, left, "
+        "right and choice) and count as separate judgments; remove them unless raters judged pairs twice by design",
+        JudgmentWarning,
+        stacklevel=2,
+    )
+
+
+def _check_level(level, name: str = "level") -> None:
     if isinstance(level, bool) or not isinstance(level, (int, float)) or not 0 < level < 1:
-        raise ValueError(f"level must be a number strictly between 0 and 1, got {level!r}")
+        raise ValueError(f"{name} must be a number strictly between 0 and 1, got {level!r}")
 
 
 def outcomes(df: pd.DataFrame, a: str, b: str) -> tuple[int, int, int]:
@@ -154,12 +237,20 @@ def compare(df: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None = None, le
 
 
 def _pairs(df: pd.DataFrame, pairs) -> list[tuple[str, str]]:
+    """The pairs to compare: the given ones, each checked to have judgments (a pair without any
+    would otherwise come out as a NaN win rate with sign-test p = 1), else every judged pair."""
+    systems = sorted(set(df.left) | set(df.right))
     if pairs is None:
-        systems = sorted(set(df.left) | set(df.right))
         pairs = [p for p in combinations(systems, 2) if sum(outcomes(df, *p)) > 0]
+    pairs = list(pairs)
     if not pairs:
         raise ValueError("no pair of systems to compare")
-    return list(pairs)
+    for pair in pairs:
+        if isinstance(pair, str) or len(pair) != 2:
+            raise ValueError(f"each pair must be (system_a, system_b), got {pair!r}")
+        if sum(outcomes(df, *pair)) == 0:
+            raise ValueError(f"no judgment compares {pair[0]!r} with {pair[1]!r} (systems judged: {systems})")
+    return [tuple(pair) for pair in pairs]
 
 
 def compare_by_prompt(
@@ -173,7 +264,8 @@ def compare_by_prompt(
     a's win rate over decided judgments, its prompt-bootstrap percentile interval (``boot_low``,
     ``boot_high``; resamples without a decided judgment are left out), prompts won and lost by
     a (``prompt_wins_a``, ``prompt_wins_b``; equal counts: ``prompt_ties``), the sign test over
-    prompts (``p_sign_prompts``) and its Holm adjustment across pairs."""
+    prompts (``p_sign_prompts``) and its Holm adjustment across pairs. Raises ValueError for a pair
+    without judgments or with decided judgments on fewer than two prompts."""
     df = validate(df)
     _check_level(level)
     if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
@@ -183,8 +275,6 @@ def compare_by_prompt(
     rows = []
     for a, b in _pairs(df, pairs):
         sub = df[((df.left == a) & (df.right == b)) | ((df.left == b) & (df.right == a))]
-        if sub.empty:
-            raise ValueError(f"no judgment compares {a!r} with {b!r}")
         win_a = ((sub.left == a) & (sub.choice == "left")) | ((sub.right == a) & (sub.choice == "right"))
         win_b = (sub.choice != "tie") & ~win_a
         per = (
@@ -193,6 +283,7 @@ def compare_by_prompt(
             .sum()
         )
         w, lost = per.w.to_numpy(), per.l.to_numpy()
+        _check_bootstrap_prompts(a, b, int(((w + lost) > 0).sum()))
         draws = rng.integers(0, len(per), (n_boot, len(per)))
         ws, ns = w[draws].sum(1), (w + lost)[draws].sum(1)
         rates = ws[ns > 0] / ns[ns > 0]
@@ -216,6 +307,19 @@ def compare_by_prompt(
     out = pd.DataFrame(rows)
     out["p_sign_prompts_holm"] = multipletests(out.p_sign_prompts, method="holm")[1]
     return out
+
+
+def _check_bootstrap_prompts(a: str, b: str, decided_prompts: int) -> None:
+    """Refuse a pair whose decided judgments come from fewer than two prompts: every resample is then
+    that one prompt, and the percentile interval collapses to a point that looks like certainty. A
+    refusal naming the pair, not NaN, even inside a call for several pairs: NaN would flow silently
+    into tables and plots, while the refusal says which pair to drop (or to report with compare())."""
+    if decided_prompts < 2:
+        raise ValueError(
+            f"compare_by_prompt: the prompt bootstrap interval of {a!r} vs {b!r} needs decided judgments on at "
+            f"least two prompts, it has {decided_prompts} (with one, every resample is the data); leave the pair "
+            "out of pairs or report it with compare()"
+        )
 
 
 def _design(df: pd.DataFrame, systems: list[str], reference: str) -> tuple[np.ndarray, np.ndarray]:
@@ -391,7 +495,14 @@ def sign_test_power(n: int, p: float, alpha: float = 0.05) -> float:
 def judgments_needed(p: float = 2 / 3, alpha: float = 0.05, power: float = 0.8, n_max: int = 5000) -> dict:
     """Smallest n with exact sign-test power >= ``power`` (the power is not monotone in n, so the
     smallest n from which every larger n up to n + 10 also reaches it), and the normal
-    approximation."""
+    approximation. ``p`` must lie strictly between 0.5 (no effect to detect) and 1; the test is
+    symmetric, so for a win rate below 0.5 ask for 1 - p."""
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.5 < p < 1:
+        raise ValueError(
+            f"win rate p must be a number strictly between 0.5 and 1 (for a rate below 0.5 use 1 - p), got {p!r}"
+        )
+    _check_level(alpha, "alpha")
+    _check_level(power, "power")
     approx = NormalIndPower().solve_power(
         effect_size=proportion_effectsize(p, 0.5), alpha=alpha, power=power, ratio=0, alternative="two-sided"
     )

@@ -16,6 +16,7 @@ upstream commit); otherwise :class:`TIA2IntegrityError` names the file and both 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -95,7 +96,24 @@ def default_cache_dir() -> Path:
 def resolve_mirror(mirror: str | os.PathLike | None) -> Path | None:
     """The mirror folder to use: the argument, else ``$TEXTNORM_TIA2_MIRROR``, else none."""
     value = mirror if mirror is not None else os.environ.get(ENV_MIRROR) or None
-    return Path(value).expanduser().resolve() if value else None
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    _check_not_a_loop(path)
+    return path.resolve()
+
+
+def _check_not_a_loop(path: Path) -> None:
+    """Name a symbolic-link loop: Path.resolve raises a bare RuntimeError on one up to Python 3.12
+    and silently returns the loop from 3.13 on, which would surface as every file 'missing'."""
+    try:
+        path.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise TIA2IntegrityError(
+                f"TIA2 mirror {path} is a symbolic link loop; point --mirror or ${ENV_MIRROR} at the folder of TIA2 files"
+            ) from None
+        # any other failure (e.g. an absent mirror): tia2_path names the missing file, as before
 
 
 def _download(url: str, target: Path, relpath: str, timeout: float) -> None:

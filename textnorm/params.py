@@ -67,10 +67,16 @@ def nonempty_text(v) -> str | None:
     return None if isinstance(v, str) and v.strip() else "a non-empty string"
 
 
-def one_of(options: Iterable) -> Rule:
+def boolean(v) -> str | None:
+    return None if isinstance(v, bool) else "True or False"
+
+
+def one_of(options: Iterable, of: str = "") -> Rule:
+    """One of ``options``; ``of`` says what they are (e.g. "the score columns of scores.csv")."""
     options = list(options)
+    expected = f"one of {of}: {options}" if of else f"one of {options}"
     # by type and value: True is not 1, 1.0 is not "1"
-    return lambda v: None if any(type(v) is type(o) and v == o for o in options) else f"one of {options}"
+    return lambda v: None if any(type(v) is type(o) and v == o for o in options) else expected
 
 
 def nonempty_list_of(rule_or_options) -> Rule:

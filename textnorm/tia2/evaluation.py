@@ -2,9 +2,11 @@
 
 Scores (columns subset?, prompt?, image, <reward columns>) are joined to the TIA2 labels on
 (subset, image): image file names repeat across subsets, so the subset is part of the key, and a
-``prompt`` column, when present, must name each image's TIA2 prompt: that is what catches scores of another subset (without a
-prompt column they cannot be told apart, since the first prompts of every subset have the same
-file names; the reported coverage then shows how many of the subset's prompts were scored). Before any metric is computed the scores are checked:
+``prompt`` column, when present, must name each image's TIA2 prompt: that is what catches scores of another subset.
+Without a prompt column they cannot be told apart (the first prompts of every subset have the same file names):
+``match_by_image_name=False`` refuses such scores (the TIA2 chapter's default); the default, True, matches them by
+image name alone, and the caller reports the coverage (how many of the subset's prompts were scored), as
+``textnorm evaluate`` does. Before any metric is computed the scores are checked:
 
 - every (subset, image) appears once (duplicates, even with equal scores, would count twice);
 - every scored image is a TIA2 image of the subset (unknown names are an error, not dropped);
@@ -69,13 +71,29 @@ def _examples(values, k: int = 3) -> str:
     return ", ".join(map(str, values[:k])) + more
 
 
-def coverage(scores: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
+def check_prompt_column(scores: pd.DataFrame, match_by_image_name: bool = True) -> None:
+    """Refuse scores without a ``prompt`` column unless ``match_by_image_name``: TIA2 image file names
+    repeat across subsets, so without the prompt nothing shows that the scored images are the
+    subset's (counting scores declared as composition would be evaluated against composition's labels)."""
+    if "prompt" not in scores and not match_by_image_name:
+        raise ValueError(
+            "the scores have no 'prompt' column: TIA2 image file names repeat across subsets (the first prompts "
+            "of every subset have the same file names), so only the prompt column proves which images were "
+            "scored; add it (`textnorm score` writes it), or match by image name alone with "
+            "match_by_image_name=True (a parameter of the TIA2 chapter, a keyword of textnorm.tia2.evaluation) "
+            "and check the coverage it reports"
+        )
+
+
+def coverage(scores: pd.DataFrame, images: pd.DataFrame, match_by_image_name: bool = True) -> pd.DataFrame:
     """Per prompt of ``images``: ``n_images`` annotated, ``n_scored`` present in ``scores``.
 
-    Raises ValueError for duplicated (subset, image) rows, images unknown to the annotations, and
-    prompts that disagree with the annotations' prompt of an image."""
+    Raises ValueError for duplicated (subset, image) rows, images unknown to the annotations,
+    prompts that disagree with the annotations' prompt of an image, and (with
+    ``match_by_image_name=False``) scores without a prompt column."""
     if scores.empty:
         raise ValueError("the scores table has no rows")
+    check_prompt_column(scores, match_by_image_name)
     key = ["subset", "image"] if "subset" in scores else ["image"]
     dup = scores.duplicated(key, keep=False)
     if dup.any():
@@ -110,11 +128,17 @@ def coverage(scores: pd.DataFrame, images: pd.DataFrame) -> pd.DataFrame:
 
 
 def metrics_from_scores(
-    scores: pd.DataFrame, images: pd.DataFrame, columns: Sequence[str] | None = None, partial: bool = False
+    scores: pd.DataFrame,
+    images: pd.DataFrame,
+    columns: Sequence[str] | None = None,
+    partial: bool = False,
+    match_by_image_name: bool = True,
 ) -> pd.DataFrame:
     """Per-prompt metrics (long table, as :func:`textnorm.stats.metrics.per_prompt_metrics`) with the
     prompt's ``n_scored`` and ``n_images``, for the prompts the scores cover (see the module
-    docstring for the checks; ``partial`` admits partly scored prompts)."""
+    docstring for the checks; ``partial`` admits partly scored prompts, ``match_by_image_name=False``
+    refuses scores without a prompt column)."""
+    check_prompt_column(scores, match_by_image_name)
     columns = list(columns) if columns is not None else score_columns(scores)
     if not columns:
         raise ValueError("the scores table has no score column")
@@ -125,7 +149,7 @@ def metrics_from_scores(
             f"({', '.join(sorted(images['subset'].unique()))}), whose image file names repeat; "
             "add the subset column"
         )
-    cov = coverage(scores, images)
+    cov = coverage(scores, images, match_by_image_name)
     by = [c for c in ("subset", "prompt") if c in cov]
     part = cov[(cov.n_scored > 0) & (cov.n_scored < cov.n_images)]
     if len(part) and not partial:

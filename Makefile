@@ -14,15 +14,22 @@ endif
 export OMP_NUM_THREADS ?= 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: all install data notebooks nb nb-usage book book-only browser test unit nbval clean synth overopt
+.PHONY: all install lock data notebooks nb nb-usage book book-only browser test unit nbval clean synth overopt
 
 all: book  ## set up, fetch TIA2, execute the notebooks, build the HTML book
 
-$(VENV)/.installed: pyproject.toml
+# requirements.lock pins every package to the versions that produced the committed outputs (nbval compares them)
+$(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev]"
 	touch $@
+
+# rewrite requirements.lock from the current environment (after changing pyproject.toml and `make install`)
+lock: install
+	@{ sed -n '1,4p' requirements.lock; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^textnorm' \
+	  | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/'; } > requirements.lock.new && mv requirements.lock.new requirements.lock
+	@echo "requirements.lock: $$(grep -vc '^#' requirements.lock) pins"
 
 install: $(VENV)/.installed
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import time
 from pathlib import Path
@@ -32,9 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from textnorm.finetune.overopt import CPU_GRID, die_with_parent
+from textnorm.experiments.overopt import CPU_GRID
+from textnorm.experiments.runner import run_jobs
 
-# the controls' settings: the over-optimisation grid's CPU runs (textnorm.finetune.overopt.CPU_GRID,
+# the controls' settings: the over-optimisation grid's CPU runs (textnorm.experiments.overopt.CPU_GRID,
 # where the choice of two training prompts x 64 samples is explained), without its evaluation
 # schedule (the controls evaluate before and after themselves); --gpu multiplies the data per step
 # and the number of steps and trains on all 8 prompts.
@@ -52,15 +52,10 @@ THRESHOLD = {"ddpo": 0.10, "rwsft": 0.05}
 
 
 def run_one(job: tuple[str, int, dict, str, int, float | None]) -> dict:
-    import torch
-
     from textnorm.finetune.config import FinetuneConfig
     from textnorm.finetune.loop import Finetuner
-    from textnorm.quiet import quiet_libraries
 
     method, seed, settings, device, eval_samples, minutes = job
-    torch.set_num_threads(1)
-    quiet_libraries()
     t0 = time.time()
     cfg = FinetuneConfig(**{"reward": "gold", **settings}, seed=seed, device=device, eval_samples=eval_samples)
     tuner = Finetuner(cfg)
@@ -136,24 +131,18 @@ def main() -> None:
     ]
     t0 = time.time()
     rows = []
-    ctx = mp.get_context("spawn")
-    with (
-        ctx.Pool(args.workers, initializer=die_with_parent, initargs=(os.getpid(),))
-        if args.workers > 1
-        else _Serial() as pool
-    ):
-        for row in pool.imap_unordered(run_one, jobs, chunksize=1):
-            rows.append(row)
-            if args.out is not None:
-                path = args.out / f"{row['method']}_seed{row['seed']}.json"
-                tmp = path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(row, indent=1))
-                os.replace(tmp, path)
-            print(
-                f"done: {row['method']} seed {row['seed']}: {row['steps']} steps, training gold "
-                f"{row['train_base']:.3f} -> {row['train_final']:.3f} ({row['minutes']:.1f} min)",
-                flush=True,
-            )
+    for row in run_jobs(run_one, jobs, args.workers):
+        rows.append(row)
+        if args.out is not None:
+            path = args.out / f"{row['method']}_seed{row['seed']}.json"
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(row, indent=1))
+            os.replace(tmp, path)
+        print(
+            f"done: {row['method']} seed {row['seed']}: {row['steps']} steps, training gold "
+            f"{row['train_base']:.3f} -> {row['train_final']:.3f} ({row['minutes']:.1f} min)",
+            flush=True,
+        )
     if args.out is not None:
         (args.out / "summary.json").write_text(json.dumps(rows, indent=1))
     df = pd.DataFrame(rows).sort_values(["method", "seed"])
@@ -213,19 +202,6 @@ def main() -> None:
         )
     print(f"wall time {(time.time() - t0) / 60:.1f} min with {args.workers} worker(s)")
     raise SystemExit(0 if ok else 1)
-
-
-class _Serial:
-    """The Pool interface in this process (one worker)."""
-
-    def __enter__(self) -> _Serial:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def imap_unordered(self, fn, jobs, chunksize: int = 1):
-        return map(fn, jobs)
 
 
 if __name__ == "__main__":

@@ -101,7 +101,12 @@ def test_two_processes_follow_one(method, tmp_path):
         assert proc.returncode == 1 and "ran on 2 process(es)" in proc.stderr
 
     # one set of files, written by the main process
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["checkpoint.pt", "metrics.json", "state.json"]
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == [
+        "checkpoint.pt",
+        "metrics.json",
+        "metrics.jsonl",
+        "state.json",
+    ]
     state = json.loads((tmp_path / "two" / "state.json").read_text())
     assert state["processes"] == 2
     a, b = state["replica_checksums"]

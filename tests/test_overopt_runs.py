@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from textnorm.finetune import overopt
+from textnorm.experiments import overopt
 
 
 @pytest.fixture(scope="module")

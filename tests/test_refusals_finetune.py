@@ -20,7 +20,8 @@ import pytest
 import torch
 
 from textnorm.cli import main
-from textnorm.finetune import inputs, loop, overopt
+from textnorm.experiments import overopt
+from textnorm.finetune import inputs, loop
 from textnorm.finetune.config import FinetuneConfig
 from textnorm.paths import repo_root
 from textnorm.synth.generator import SynthPipeline
@@ -122,7 +123,7 @@ def test_stale_temporary_files_are_removed_and_do_not_count_as_a_run(tmp_path, c
     assert main(args + ["--steps", "1", "--resume"]) == 1
     assert "nothing to resume: no checkpoint.pt" in capsys.readouterr().err
     assert main(args + ["--steps", "1"]) == 0  # a folder holding only temporary files is empty
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "metrics.json", "state.json"]
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "metrics.json", "metrics.jsonl", "state.json"]
 
 
 # ---------------------------------------------------------------- a full disk
@@ -139,7 +140,12 @@ def test_a_full_disk_keeps_the_last_checkpoint_and_says_so(tmp_path, monkeypatch
     with pytest.raises(OSError, match="the disk is full; the last complete checkpoint.pt is intact"):
         tuner.save_checkpoint(out)
     assert (out / "checkpoint.pt").read_bytes() == saved
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt", "metrics.json", "state.json"]  # no temp
+    assert sorted(p.name for p in out.iterdir()) == [
+        "checkpoint.pt",
+        "metrics.json",
+        "metrics.jsonl",
+        "state.json",
+    ]  # no temp
 
 
 def test_torch_write_failures_become_one_line(tmp_path, monkeypatch, capsys):

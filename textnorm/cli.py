@@ -156,17 +156,11 @@ def _cmd_train_generator(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from textnorm import manifest
-    from textnorm.synth.train import TrainConfig, train_generator
+    from textnorm.synth.config import TrainConfig
+    from textnorm.synth.train import train_generator
 
     _check_out(args.out, overwrite=args.overwrite, folder=True)
-    cfg = TrainConfig(
-        steps=args.steps,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        eval_every=args.eval_every,
-        threads=args.threads,
-    )
+    cfg = _config(TrainConfig, args)
     log = train_generator(args.out, cfg, progress=not args.quiet)
     manifest.record(args.out, "textnorm train-generator", asdict(cfg))
     last = log["eval"][-1]
@@ -179,10 +173,11 @@ def _cmd_train_generator(args: argparse.Namespace) -> int:
 
 def _cmd_train_proxy(args: argparse.Namespace) -> int:
     from textnorm import manifest
-    from textnorm.synth.proxies import ProxyConfig, train_proxy
+    from textnorm.synth.config import ProxyConfig
+    from textnorm.synth.proxies import train_proxy
 
     _check_out(args.out, overwrite=args.overwrite, folder=True)
-    cfg = ProxyConfig(kind=args.kind, steps=args.steps, seed=args.seed, threads=args.threads)
+    cfg = _config(ProxyConfig, args)
     log = train_proxy(args.out, cfg, progress=not args.quiet)
     manifest.record(args.out, f"textnorm train-proxy --kind {args.kind}", log["config"])
     print(f"saved {args.kind} proxy to {args.out} (final loss {log['loss'][-1]['loss']:.3f})")
@@ -225,7 +220,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     from textnorm.finetune.config import FinetuneConfig
     from textnorm.finetune.loop import clean_stale_temps, finetune
 
-    cfg = FinetuneConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(FinetuneConfig)})
+    cfg = _config(FinetuneConfig, args)
     if args.resume and args.overwrite:
         raise CLIError("--resume continues the run in --out and --overwrite replaces it: choose one")
     clean_stale_temps(args.out)  # a write killed midway left them; a folder holding only them is empty
@@ -245,6 +240,11 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(cls, args: argparse.Namespace):
+    """The config dataclass ``cls`` from the options :func:`_add_config_options` made of its fields."""
+    return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+
+
 def _add_config_options(p: argparse.ArgumentParser, cls) -> None:
     """One option per dataclass field, with the field's default, type and help (one definition)."""
     import typing
@@ -253,16 +253,24 @@ def _add_config_options(p: argparse.ArgumentParser, cls) -> None:
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         hint = hints[f.name]
-        kwargs = {"help": f.metadata.get("help", "") + " (default: %(default)s)"}
+        kwargs = {"help": f.metadata.get("help", "").replace("%", "%%") + " (default: %(default)s)"}
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
+        if f.metadata.get("required"):
+            kwargs = {
+                "help": f.metadata.get("help", "").replace("%", "%%"),
+                "required": True,
+                **{k: v for k, v in kwargs.items() if k == "choices"},
+            }
+            p.add_argument(flag, type=hint, **kwargs)
+            continue
         if hint == list[str]:
             p.add_argument(
                 "--" + f.name.rstrip("s").replace("_", "-"),
                 dest=f.name,
                 action="append",
                 default=[],
-                help=f.metadata.get("help", ""),
+                help=f.metadata.get("help", "").replace("%", "%%"),
             )
             continue
         base = next((a for a in typing.get_args(hint) if a is not type(None)), hint)
@@ -274,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="textnorm",
         description="TextNorm and the TIA2 benchmark: data, rewards, calibration and evaluation.",
     )
+    from textnorm.finetune.config import FinetuneConfig
+    from textnorm.synth.config import ProxyConfig, TrainConfig
+
     sub = parser.add_subparsers(dest="command", required=True)
     mirror_help = f"offline folder with the TIA2 files (default: ${data.ENV_MIRROR}, else download)"
 
@@ -366,12 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
         "scenes of the training captions and save it as a diffusers pipeline folder.",
     )
     p.add_argument("--out", default="data/synth/generator", help="output folder (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-every", type=int, default=500, help="steps between held-out evaluations and saves")
-    p.add_argument("--threads", type=int, default=2, help="torch threads (use 1 if anything else runs)")
+    _add_config_options(p, TrainConfig)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--overwrite", action="store_true", help="replace what --out holds (e.g. the shipped artifact)")
     p.set_defaults(func=_cmd_train_generator)
@@ -382,11 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the contrastive (weak at counting) or the preference (likes large "
         "objects) proxy reward; saved as a CLIP model folder for the reward registry.",
     )
-    p.add_argument("--kind", choices=["contrastive", "preference"], required=True)
+    _add_config_options(p, ProxyConfig)
     p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=1500)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--overwrite", action="store_true", help="replace what --out holds (e.g. the shipped artifact)")
     p.set_defaults(func=_cmd_train_proxy)
@@ -417,8 +420,6 @@ def build_parser() -> argparse.ArgumentParser:
         "(with the same settings but --steps). "
         "Multi-GPU: accelerate launch -m textnorm.cli finetune ...",
     )
-    from textnorm.finetune.config import FinetuneConfig
-
     _add_config_options(p, FinetuneConfig)
     p.add_argument("--out", required=True, help="folder for metrics.json, state.json and checkpoint.pt")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
@@ -432,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fine-tune the synthetic generator with every reward of the grid, for every method and seed, "
         "and score one best-of-n pool; write one JSON log per run, bon.npz and grid.json to --out (inside data/ "
         "also their sha256 in data/MANIFEST.json). The overoptimization chapter reads these logs. Default grid: "
-        "textnorm.finetune.overopt.CPU_GRID (about 85 minutes on 2 cores). The default --out holds the shipped "
+        "textnorm.experiments.overopt.CPU_GRID (about 85 minutes on 2 cores). The default --out holds the shipped "
         "logs: replacing them needs --overwrite, which writes a new folder and swaps it in only when every run "
         "has finished.",
     )
@@ -441,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--grid",
         default=None,
         help="a JSON or YAML file holding another grid, or a papermill parameter file with a 'grid' key "
-        "(e.g. params/overopt_gpu.yaml; the grid's layout: textnorm.finetune.overopt)",
+        "(e.g. params/overopt_gpu.yaml; the grid's layout: textnorm.experiments.overopt)",
     )
     p.add_argument("--workers", type=int, default=2, help="worker processes of one torch thread each (default: 2)")
     mode = p.add_mutually_exclusive_group()
@@ -457,7 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_overopt(args: argparse.Namespace) -> int:
-    from textnorm.finetune import overopt
+    from textnorm.experiments import overopt
 
     if args.workers < 1:
         raise CLIError("--workers must be >= 1")

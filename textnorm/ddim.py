@@ -182,6 +182,12 @@ def sample(
     return Trajectory(torch.stack(lats), torch.stack(lps), torch.stack(means), eta)
 
 
+def add_noise(x0: torch.Tensor, eps: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps, the forward process at cumulative alpha ``alpha``
+    (broadcast over x0; equal to diffusers' ``DDPMScheduler.add_noise`` bit for bit)."""
+    return alpha.sqrt() * x0 + (1 - alpha).sqrt() * eps
+
+
 def training_target(prediction_type: str, x0: torch.Tensor, eps: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """What the network predicts for x_t = sqrt(a) x0 + sqrt(1 - a) eps: eps, v = sqrt(a) eps -
     sqrt(1 - a) x0, or x0, by the scheduler's ``prediction_type``."""

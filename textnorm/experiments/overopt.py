@@ -18,7 +18,7 @@ Written to the output folder (each file atomically, as soon as it is ready):
     runs/{method}__{name}__seed{s}.json  config, per-step rows (sampled images' reward, gold, image
                                        statistics and KL to the base model of the trained steps,
                                        in nats), the evaluations before and after (fixed noise),
-                                       the CPU capability and torch version that made it
+                                       the CPU capability, CPU model and torch version that made it
     bon.npz                            the best-of-n pool: prompts (K,), gold (K, N), one (K, N)
                                        array per reward (``reward:NAME``) and image statistics
 
@@ -31,10 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import multiprocessing as mp
-import os
 import shutil
-import sys
 import time
 import types
 import typing
@@ -44,8 +41,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
+from textnorm.experiments.runner import run_jobs
 from textnorm.files import atomic_write
 
 # Chapter 02 chooses TextNorm's temperature by cross-validation (per-prompt AUROC against gold, 5
@@ -275,6 +272,20 @@ def _check_trained_steps(grid: Mapping[str, Any], model: str) -> None:
             )
 
 
+def cpu_model() -> str:
+    """The processor's model name (Linux: /proc/cpuinfo; elsewhere platform's): with the CPU kernels'
+    name and the torch version, what decides whether a replay must agree bit for bit."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _plain(row: Mapping[str, Any]) -> dict:
     return {k: v for k, v in row.items() if not isinstance(v, list)}
 
@@ -299,6 +310,7 @@ def train_run(cfg, steps: int | None = None, keep_weights: bool = False) -> dict
         "before": {k: v for k, v in first.items() if k.startswith(("eval_", "heldout_"))},
         "after": {"step": tuner.step, **after} if after else {},
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_model": cpu_model(),
         "torch": torch.__version__,
         "minutes": round((time.time() - t0) / 60, 2),
     }
@@ -307,38 +319,7 @@ def train_run(cfg, steps: int | None = None, keep_weights: bool = False) -> dict
     return out
 
 
-def die_with_parent(parent: int) -> None:
-    """A worker's initializer: end this process when the parent ``parent`` dies, even by kill -9
-    (which runs no clean-up in the parent). On Linux the kernel sends SIGKILL (PR_SET_PDEATHSIG);
-    elsewhere, and as a fallback, a daemon thread polls the parent once a second."""
-    import signal
-    import threading
-
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-        except OSError:
-            pass
-    if os.getppid() != parent:  # the parent died before the call above took effect
-        os._exit(1)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
-
-
 def _run_job(job: tuple) -> tuple[str, dict]:
-    import torch
-
-    from textnorm.quiet import quiet_libraries
-
-    torch.set_num_threads(1)
-    quiet_libraries()
     kind, name, payload = job
     if kind == "bon":
         return name, best_of_n_pool(payload)
@@ -410,7 +391,7 @@ def run(
     progress: bool = True,
 ) -> Path:
     """Run the grid's missing runs and pool in ``workers`` processes of one torch thread each
-    (results do not depend on their number) and write them to ``out``."""
+    (:mod:`textnorm.experiments.runner`; results do not depend on their number) and write them to ``out``."""
     out = Path(out)
     grid = json.loads(json.dumps(grid))  # plain data, as written
     validate_grid(grid)  # everything that can be checked, before anything runs
@@ -439,22 +420,11 @@ def run(
     ]
     if "bon" in grid and not (out / "bon.npz").exists():
         pending.insert(0, ("bon", "bon", grid))  # first: it is the longest single job
-    context = mp.get_context("spawn")
-    with (
-        context.Pool(workers, initializer=die_with_parent, initargs=(os.getpid(),))
-        if workers > 1
-        else _Serial() as pool
-    ):
-        for name, result in tqdm(
-            pool.imap_unordered(_run_job, pending, chunksize=1),
-            total=len(pending),
-            disable=not progress,
-            desc="over-optimisation grid",
-        ):
-            if name == "bon":
-                atomic_write(out / "bon.npz", lambda f, arrays=result: np.savez(f, **arrays))
-            else:
-                _write_json(out / "runs" / f"{name}.json", result)
+    for name, result in run_jobs(_run_job, pending, workers, progress=progress, desc="over-optimisation grid"):
+        if name == "bon":
+            atomic_write(out / "bon.npz", lambda f, arrays=result: np.savez(f, **arrays))
+        else:
+            _write_json(out / "runs" / f"{name}.json", result)
     if out != final:
         old = final.with_name(final.name + ".old")
         final.rename(old)
@@ -464,17 +434,6 @@ def run(
 
     manifest.record(final, "textnorm overopt", grid)
     return final
-
-
-class _Serial:
-    def __enter__(self) -> _Serial:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def imap_unordered(self, fn, items, chunksize: int = 1):
-        return map(fn, items)
 
 
 def _read_json(path: Path) -> Any:
@@ -536,13 +495,8 @@ def load(folder: str | Path) -> dict[str, Any]:
 
 
 def _replay_job(job: tuple) -> tuple[dict[str, float], dict]:
-    import torch
-
     from textnorm.finetune.config import FinetuneConfig
-    from textnorm.quiet import quiet_libraries
 
-    torch.set_num_threads(1)
-    quiet_libraries()
     log, steps = job
     fresh = train_run(FinetuneConfig(**log["config"]), steps=steps, keep_weights=True)
     diffs: dict[str, float] = {}
@@ -565,10 +519,4 @@ def replay(logs: Sequence[Mapping[str, Any]], steps: Sequence[int], workers: int
     for log, k in zip(logs, steps):
         if k > len(log["rows"]):
             raise ValueError(f"replay: the log holds {len(log['rows'])} steps, asked for {k}")
-    jobs_ = list(zip(logs, steps))
-    if workers > 1:
-        with mp.get_context("spawn").Pool(
-            min(workers, len(jobs_)), initializer=die_with_parent, initargs=(os.getpid(),)
-        ) as pool:
-            return pool.map(_replay_job, jobs_, chunksize=1)
-    return [_replay_job(j) for j in jobs_]
+    return list(run_jobs(_replay_job, list(zip(logs, steps)), workers, ordered=True))

@@ -9,8 +9,9 @@
 
 StableDiffusionAdapter wraps any diffusers ``StableDiffusionPipeline`` (e.g.
 stabilityai/stable-diffusion-2-1-base): latents of 4 x H/8 x W/8, VAE decoding, CLIP text states.
-SynthAdapter wraps :class:`textnorm.synth.generator.SynthPipeline` (pixel space, pooled text added
-to the time embedding). Both sample with the pipeline's own scheduler config (:mod:`textnorm.ddim`).
+Other pipelines register their adapter (:mod:`textnorm.finetune.registry`; the synthetic world's is
+:class:`textnorm.synth.adapter.SynthAdapter`). Every adapter samples with the pipeline's own
+scheduler config (:mod:`textnorm.ddim`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from textnorm.ddim import Chain
-from textnorm.images import to_model_space, to_uint8
+from textnorm.images import to_uint8
 
 Cond = Any  # text conditioning: a tensor (SD) or a tuple of tensors (synthetic), indexed by sample
 
@@ -55,33 +56,6 @@ class Adapter:
     @property
     def resolution(self) -> int:
         raise NotImplementedError
-
-
-class SynthAdapter(Adapter):
-    def __init__(self, pipe: Any) -> None:
-        self.pipe = pipe
-        self.unet = pipe.unet
-        self.device = pipe.unet.device
-        s = pipe.unet.config.sample_size
-        self.latent_shape = (3, s, s)
-
-    @property
-    def resolution(self) -> int:
-        return self.pipe.unet.config.sample_size
-
-    @torch.no_grad()
-    def encode(self, prompts: list[str]) -> Cond:
-        return self.pipe.encode_prompt(list(prompts), self.device)
-
-    def eps(self, unet: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
-        states, pooled = cond
-        return unet(x, t, encoder_hidden_states=states, class_labels=pooled).sample
-
-    def decode(self, x0: torch.Tensor) -> np.ndarray:
-        return to_uint8(x0)
-
-    def encode_images(self, images: np.ndarray) -> torch.Tensor:
-        return to_model_space(images).to(self.device)
 
 
 class StableDiffusionAdapter(Adapter):
@@ -127,14 +101,16 @@ class StableDiffusionAdapter(Adapter):
 
 
 def make_adapter(pipe: Any, resolution: int | None = None) -> Adapter:
-    from textnorm.synth.generator import SynthPipeline
+    """The adapter registered for the pipeline's type (:mod:`textnorm.finetune.registry`), else Stable
+    Diffusion's for any pipeline with a VAE and a text encoder."""
+    from textnorm.finetune.registry import adapter_factory
 
-    if isinstance(pipe, SynthPipeline):
-        if resolution is not None and resolution != pipe.unet.config.sample_size:
-            raise ValueError(
-                f"the synthetic generator draws {pipe.unet.config.sample_size} px images, not {resolution} px"
-            )
-        return SynthAdapter(pipe)
+    factory = adapter_factory(pipe)
+    if factory is not None:
+        return factory(pipe, resolution)
     if hasattr(pipe, "vae") and hasattr(pipe, "text_encoder"):
         return StableDiffusionAdapter(pipe, resolution)
-    raise TypeError(f"unsupported pipeline {type(pipe).__name__}: use a StableDiffusionPipeline or SynthPipeline")
+    raise TypeError(
+        f"unsupported pipeline {type(pipe).__name__}: use a StableDiffusionPipeline-family model or register an "
+        "adapter (textnorm.finetune.registry.register_adapter)"
+    )

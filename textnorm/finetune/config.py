@@ -33,9 +33,9 @@ class FinetuneConfig:
     )
     task: str = _f(
         "auto",
-        "synth (synthetic world: captions, contrastive rules, gold judge) or prompts (the "
-        "--prompt list, no gold); auto: synth for the synthetic generator, else prompts",
-        choices=("auto", "synth", "prompts"),
+        "a registered task: prompts (the --prompt list, no gold) or synth (the synthetic world: captions, "
+        "contrastive rules, gold judge); auto: the task registered for the pipeline (synth for the synthetic "
+        "generator), else prompts",
     )
     prompts: list[str] = _lf("training prompts (repeat the option); default: the task's")
     steps: int = _f(20, "DDPO: sampling rounds; RWSFT: optimiser updates")

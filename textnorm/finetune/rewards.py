@@ -24,6 +24,7 @@ import numpy as np
 
 from textnorm.rewards import calibration, scoring
 
+# images (n, H, W, 3) uint8 and their prompts -> one value per image (rewards, gold judges); the one definition
 RewardFn = Callable[[np.ndarray, Sequence[str]], np.ndarray]
 
 

@@ -5,7 +5,7 @@ prompt function that TextNorm rewards need (C(y) for a prompt y), optionally a g
 g(images, prompts) -> {0, 1} that measures true alignment, and optionally a source of
 pre-training data d(n, seed) -> (uint8 images, prompts) for reward-weighted SFT's pre-training
 loss (Lee et al., 2023, regularise with the denoising loss on pre-training data). The trainer never assumes any of them:
-the synthetic world provides a task with a gold judge (:func:`textnorm.synth.task.synth_task`);
+the synthetic world registers a task with a gold judge (``synth``, :mod:`textnorm.synth.register`);
 a Stable Diffusion run gets a :func:`plain_task` of the user's prompts, without gold unless a
 judge is given.
 """
@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-Judge = Callable[[np.ndarray, Sequence[str]], np.ndarray]
+from textnorm.finetune.rewards import RewardFn
+
+Judge = RewardFn  # the same signature: images (n, H, W, 3) uint8 and prompts -> one value per image
 PretrainData = Callable[[int, int], tuple[np.ndarray, list[str]]]
 
 
@@ -47,18 +49,25 @@ def plain_task(
     return Task("prompts", list(dict.fromkeys(prompts)), list(eval_prompts), contrastive, gold)
 
 
-def make_task(name: str, prompts: Sequence[str] = (), n_train: int = 8, seed: int = 0, res: int = 16) -> Task:
-    """``synth``: the synthetic world (its captions, rules and gold judge; ``prompts`` override
-    the training captions); ``prompts``: the given prompts, no gold."""
-    if name == "synth":
-        from textnorm.synth.task import synth_task
+def _prompts_task(prompts: Sequence[str] = (), n_train: int = 8, seed: int = 0, res: int = 16) -> Task:
+    if not prompts:
+        raise ValueError("task 'prompts' needs training prompts (--prompt, repeated)")
+    return plain_task(prompts)
 
-        task = synth_task(n_train=n_train, seed=seed, res=res)
-        if prompts:
-            task.train_prompts = list(dict.fromkeys(prompts))
-        return task
-    if name == "prompts":
-        if not prompts:
-            raise ValueError("task 'prompts' needs training prompts (--prompt, repeated)")
-        return plain_task(prompts)
-    raise ValueError(f"unknown task {name!r}; choose 'synth' or 'prompts'")
+
+def make_task(name: str, prompts: Sequence[str] = (), n_train: int = 8, seed: int = 0, res: int = 16) -> Task:
+    """The task registered as ``name`` (:mod:`textnorm.finetune.registry`): ``prompts`` (the given
+    prompts, no gold) or one a plugin registers, e.g. ``synth`` (the synthetic world; ``prompts``
+    override its training captions)."""
+    from textnorm.finetune.registry import task_factory
+
+    return task_factory(name)(prompts=prompts, n_train=n_train, seed=seed, res=res)
+
+
+def _register() -> None:
+    from textnorm.finetune.registry import register_task
+
+    register_task("prompts", _prompts_task)
+
+
+_register()

@@ -145,7 +145,7 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
 
 
 # ---------------------------------------------------------------------------------------------
-# tables from the over-optimisation logs (textnorm.finetune.overopt.load)
+# tables from the over-optimisation logs (textnorm.experiments.overopt.load)
 
 
 def _pool_rewards(bon: dict) -> dict[str, np.ndarray]:

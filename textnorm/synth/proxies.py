@@ -19,7 +19,7 @@ r(x, y) = s cos(f(x), g(y)).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -27,21 +27,10 @@ import torch
 from tqdm import tqdm
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
+from textnorm.schedules import proxy_lr_factor
 from textnorm.synth import scenes
+from textnorm.synth.config import ProxyConfig
 from textnorm.synth.generator import MAX_TOKENS, build_tokenizer
-
-
-@dataclass
-class ProxyConfig:
-    kind: str = "contrastive"  # or "preference"
-    steps: int = 1500
-    batch_size: int = 128
-    lr: float = 2e-3
-    n_images: int = 2000  # contrastive: size of the fixed training set
-    beta: float = 3.0  # preference: weight of alignment
-    gamma: float = 1.5  # preference: weight of object size (px)
-    seed: int = 0
-    threads: int = 2
 
 
 def build_proxy(seed: int = 0) -> tuple[CLIPModel, CLIPProcessor]:
@@ -93,9 +82,7 @@ def train_proxy(out: str | Path, cfg: ProxyConfig | None = None, progress: bool 
     model, processor = build_proxy(cfg.seed)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     warm = max(1, cfg.steps // 20)  # linear warm-up, then cosine decay
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + np.cos(np.pi * min(1.0, s / cfg.steps)))
-    )
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: proxy_lr_factor(s, warm, cfg.steps))
     rng = np.random.default_rng(cfg.seed)
     train = [c for s in ("counting", "composition") for c in scenes.split_captions(s, seed=0)[0]]
     if cfg.kind == "contrastive":

@@ -10,9 +10,8 @@ Every ``eval_every`` steps the gold judge scores samples for held-out captions.
 from __future__ import annotations
 
 import json
-import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,23 +19,13 @@ import torch
 from diffusers import DDPMScheduler
 from tqdm import tqdm
 
+from textnorm import ddim
+from textnorm.files import atomic_write
 from textnorm.images import to_model_space
+from textnorm.schedules import pretraining_lr
 from textnorm.synth import judge, scenes
+from textnorm.synth.config import TrainConfig
 from textnorm.synth.generator import SynthPipeline
-
-
-@dataclass
-class TrainConfig:
-    steps: int = 3000
-    batch_size: int = 64
-    lr: float = 1e-3
-    warmup: int = 100
-    seed: int = 0
-    resolution: int = 16
-    eval_every: int = 500
-    eval_captions: int = 96
-    sample_steps: int = 20
-    threads: int = 2
 
 
 def gold_alignment(pipe: SynthPipeline, captions: list[str], seed: int, steps: int = 20) -> float:
@@ -57,12 +46,6 @@ def train_generator(
     params = list(pipe.unet.parameters()) + list(pipe.text_encoder.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=1e-4)
 
-    def lr_at(step: int) -> float:
-        if step < cfg.warmup:
-            return cfg.lr * (step + 1) / cfg.warmup
-        progress_ = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
-        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress_)))
-
     train = {s: scenes.split_captions(s, seed=cfg.seed)[0] for s in ("counting", "composition")}
     held = [c for s in ("counting", "composition") for c in scenes.split_captions(s, seed=cfg.seed)[1]]
     rng = np.random.default_rng(cfg.seed)
@@ -79,11 +62,11 @@ def train_generator(
         x0 = to_model_space(scenes.draw_batch(caps, seed=cfg.seed * 1_000_003 + step, res=cfg.resolution))
         eps = torch.randn_like(x0)
         t = torch.randint(0, 1000, (len(caps),))
-        xt = noise_sched.add_noise(x0, eps, t)
+        xt = ddim.add_noise(x0, eps, noise_sched.alphas_cumprod[t].view(-1, 1, 1, 1))
         states, pooled = pipe.encode_prompt(caps)
         loss = torch.nn.functional.mse_loss(pipe.predict_noise(xt, t, states, pooled), eps)
         for g in opt.param_groups:
-            g["lr"] = lr_at(step)
+            g["lr"] = pretraining_lr(step, cfg.lr, cfg.warmup, cfg.steps)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -98,7 +81,7 @@ def train_generator(
             acc = gold_alignment(pipe, eval_caps, seed=cfg.seed, steps=cfg.sample_steps)
             log["eval"].append({"step": step + 1, "heldout_gold_alignment": acc, "seconds": round(time.time() - t0, 1)})
             pipe.save_pretrained(out)
-            (out / "train_log.json").write_text(json.dumps(log, indent=1))
+            atomic_write(out / "train_log.json", lambda f: f.write(json.dumps(log, indent=1).encode()))
             pipe.unet.train()
             pipe.text_encoder.train()
     pipe.unet.eval()

@@ -25,11 +25,19 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev]"
 	touch $@
 
-# rewrite requirements.lock from the current environment (after changing pyproject.toml and `make install`)
-lock: install
-	@{ sed -n '1,4p' requirements.lock; $(BIN)/python -m pip freeze --exclude-editable | grep -v '^textnorm' \
-	  | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/'; } > requirements.lock.new && mv requirements.lock.new requirements.lock
-	@echo "requirements.lock: $$(grep -vc '^#' requirements.lock) pins"
+# rewrite requirements.lock: resolve pyproject.toml's dependencies afresh in a scratch environment (not
+# constrained by the old lock, so raised version floors resolve), then freeze it
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet -e ".[dev]"
+	@{ echo "# Pins of every package in the environment that produced the committed notebook outputs (pip freeze of"; \
+	  echo "# make lock on Python $$(.venv-lock/bin/python -c 'import sys; print(sys.version.split()[0])'), $$(uname -s) $$(uname -m), CPU). make install uses it as a constraints file:"; \
+	  echo '#   pip install -c requirements.lock -e ".[dev]"'; \
+	  echo "# Refresh it after changing pyproject.toml: make lock (then re-execute the chapters and check them with nbval)."; \
+	  .venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^textnorm' | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/'; \
+	} > requirements.lock.new && mv requirements.lock.new requirements.lock && rm -rf .venv-lock
+	@echo "requirements.lock: $$(grep -vc '^#' requirements.lock) pins; run make install to use them"
 
 install: $(VENV)/.installed
 

@@ -54,6 +54,14 @@ def test_an_existing_folder_is_not_overwritten(logs, tiny_grid):
         overopt.run(logs, other, workers=1, progress=False, resume=True)
 
 
+def test_resume_removes_the_temporary_files_of_killed_writes(logs, tiny_grid):
+    stale = [logs / "runs" / ".ddpo__gold__seed0.json.k2x9", logs / ".bon.npz.a1b2"]
+    for p in stale:
+        p.write_bytes(b"partial")
+    overopt.run(logs, tiny_grid, workers=1, progress=False, resume=True)  # nothing missing: only the clean-up
+    assert not any(p.exists() for p in stale)
+
+
 def test_resume_reruns_only_what_is_missing_and_gets_the_same_numbers(logs, tiny_grid):
     path = logs / "runs" / "ddpo__preference__seed0.json"
     before = json.loads(path.read_text())

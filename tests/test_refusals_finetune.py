@@ -85,17 +85,19 @@ def test_resume_is_refused_when_the_reward_files_changed(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"the reward model files in {tmp_path / 'reward'} changed" in err and "cannot resume" in err
     assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == saved  # nothing trained, nothing written
-    # the same files back: the resume goes on
-    shutil.rmtree(tmp_path / "reward")
-    shutil.copytree(PROXY_P, tmp_path / "reward")
-    assert main(args + ["--steps", "2", "--resume"]) == 0
+    assert "--allow-changed-inputs" in err
+    # asked for explicitly, the resume goes on, with a warning naming the change
+    with pytest.warns(UserWarning, match="resuming .* on changed inputs, as asked: the reward model files"):
+        assert main(args + ["--steps", "2", "--resume", "--allow-changed-inputs"]) == 0
+    # the checkpoint now records the inputs it was last trained on: unchanged since, a resume goes on unasked
+    assert main(args + ["--steps", "3", "--resume"]) == 0
 
 
 def test_resume_is_refused_when_the_model_weights_changed(tmp_path):
     out = tmp_path / "run"
     loop.finetune(small(), out=out, pipe=SynthPipeline.build(), reward_fn=brightness, progress=False)
     other = SynthPipeline.build(seed=1)  # another base model under the same settings
-    with pytest.raises(ValueError, match="the base model's weights changed"):
+    with pytest.raises(ValueError, match="the base model's weights or their dtypes changed"):
         loop.finetune(small(steps=2), out=out, resume=True, pipe=other, reward_fn=brightness, progress=False)
     rows = loop.finetune(
         small(steps=2), out=out, resume=True, pipe=SynthPipeline.build(), reward_fn=brightness, progress=False
@@ -172,6 +174,17 @@ def test_cuda_without_a_gpu_is_a_message(tmp_path, monkeypatch, capsys):
     assert main(args + ["--device", "cuda"]) == 1
     assert "device cuda: no CUDA GPU is available here" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert main(args + ["--device", "cuda:3"]) == 1
+    assert "device cuda:3: this machine has 1 CUDA GPU(s)" in capsys.readouterr().err
+
+
+def test_pipelines_of_other_classes_are_refused_in_words(tmp_path):
+    (tmp_path / "xl").mkdir()
+    (tmp_path / "xl" / "model_index.json").write_text('{"_class_name": "StableDiffusionXLPipeline"}')
+    with pytest.raises(ValueError, match="pipeline class 'StableDiffusionXLPipeline' is not supported"):
+        loop.load_pipeline(str(tmp_path / "xl"))
 
 
 @pytest.mark.parametrize(
@@ -236,6 +249,11 @@ def _bad(grid: dict, tmp_path: Path, message: str) -> None:
         (lambda g: g["method_rewards"].update(sft=["gold"]), r"method_rewards: unknown setting 'sft'"),
         (lambda g: g["rewards"]["gold"].update(temp=1.0), r"reward 'gold': unknown setting 'temp'"),
         (lambda g: g["bon"].update(pool=0), r"bon pool must be an integer >= 1"),
+        (lambda g: g["rewards"]["preference"].update(spec="textnrom:x"), r"unknown reward kind 'textnrom'"),
+        (lambda g: g["rewards"]["preference"].update(spec=f"raw:{PROXY_P},{PROXY_C}"), r"raw: takes one model"),
+        (lambda g: g["rewards"]["preference"].update(spec="raw:nope=x"), r"unknown reward 'nope'"),
+        (lambda g: g["methods"]["ddpo"].update(mixed_precision="fp32"), r"mixed_precision must be one of"),
+        (lambda g: g["methods"]["ddpo"].update(task="synht"), r"unknown task 'synht'"),
         (lambda g: g["bon"].update(prompts=10_000), r"holds out"),
     ],
 )
@@ -297,9 +315,9 @@ def test_grid_workers_die_when_the_parent_is_killed(grid, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "textnorm.cli", "overopt", "--grid", str(tmp_path / "grid.json")]
     parent = subprocess.Popen([*cmd, "--out", str(tmp_path / "logs"), "--quiet", "--workers", "2"], env=env, cwd=ROOT)
+    workers: list[int] = []
     try:
         deadline = time.time() + 120
-        workers: list[int] = []
         while time.time() < deadline and len(workers) < 2:
             # the pool's workers (the resource tracker is a child too): wait until they train
             workers = [c for c in _children(parent.pid) if "spawn_main" in Path(f"/proc/{c}/cmdline").read_text()]
@@ -312,7 +330,10 @@ def test_grid_workers_die_when_the_parent_is_killed(grid, tmp_path):
         while time.time() < deadline and any(_alive(w) for w in workers):
             time.sleep(0.2)
         assert not any(_alive(w) for w in workers), "workers outlived their parent"
-    finally:
+    finally:  # whatever happened: no worker left training on CI's cores
         parent.kill()
-        for w in _children(parent.pid):
-            os.kill(w, signal.SIGKILL)
+        for w in {*workers, *_children(parent.pid)}:
+            try:
+                os.kill(w, signal.SIGKILL)
+            except ProcessLookupError:
+                pass

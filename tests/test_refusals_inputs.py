@@ -91,6 +91,7 @@ def test_file_concatenated_with_itself_is_an_error(tmp_path: Path):
     path = _write(tmp_path, "twice.csv", HEADER + body + body)
     with pytest.raises(he.JudgmentError, match=r"every judgment .* appears at least twice \(3 of 6 rows"):
         he.load_judgments(path)
+    assert len(he.load_judgments(path, allow_repeats=True)) == 6  # a test-retest design, said explicitly
 
 
 def test_some_repeated_rows_are_a_warning_with_the_count(tmp_path: Path):

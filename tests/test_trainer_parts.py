@@ -103,3 +103,21 @@ def test_the_synthetic_world_registers_itself_without_installed_entry_points(mon
     pipe = load_pipeline("data/synth/generator")
     assert type(pipe).__name__ == "SynthPipeline" and registry.default_task(pipe) == "synth"
     assert make_task("synth").gold is not None
+
+
+def test_a_failing_third_party_plugin_is_named_and_skipped(monkeypatch):
+    import importlib.metadata
+
+    from textnorm.finetune import registry
+
+    class Broken:
+        name, value = "broken", "nowhere.plugin"
+
+        def load(self):
+            raise ImportError("No module named 'nowhere'")
+
+    monkeypatch.setattr(registry, "_loaded", False)
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [Broken()])
+    with pytest.warns(UserWarning, match=r"textnorm plugin broken \(nowhere.plugin\) failed to load"):
+        registry.load_plugins()
+    assert registry.task_factory("synth") is not None  # the built-in ones are there all the same

@@ -226,7 +226,16 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     clean_stale_temps(args.out)  # a write killed midway left them; a folder holding only them is empty
     if not args.resume:
         _check_out(args.out, overwrite=args.overwrite, folder=True)
-    metrics = finetune(cfg, out=args.out, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
+    if args.allow_changed_inputs and not args.resume:
+        raise CLIError("--allow-changed-inputs applies to --resume only")
+    metrics = finetune(
+        cfg,
+        out=args.out,
+        resume=args.resume,
+        progress=not args.quiet,
+        overwrite=args.overwrite,
+        allow_changed_inputs=args.allow_changed_inputs,
+    )
     from accelerate import PartialState
 
     if not PartialState().is_main_process:  # under accelerate launch one process reports
@@ -423,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_options(p, FinetuneConfig)
     p.add_argument("--out", required=True, help="folder for metrics.json, state.json and checkpoint.pt")
     p.add_argument("--resume", action="store_true", help="continue the run saved in --out")
+    p.add_argument(
+        "--allow-changed-inputs",
+        action="store_true",
+        help="with --resume: continue even though the base model's or the reward's files changed since the run "
+        "started (refused by default; their sha256 are in the checkpoint)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace the run saved in --out")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_finetune)

@@ -24,7 +24,12 @@ def record(artifact: str | Path, command: str, params: dict, manifest: str | Pat
     if manifest is None and not artifact.is_relative_to((root / "data").resolve()):
         return None
     rel = artifact.relative_to(root).as_posix() if artifact.is_relative_to(root) else str(artifact)
-    files = [artifact] if artifact.is_file() else sorted(p for p in artifact.rglob("*") if p.is_file())
+    # hidden files are left out: the temporary files of an interrupted atomic write, never part of an artifact
+    files = (
+        [artifact]
+        if artifact.is_file()
+        else sorted(p for p in artifact.rglob("*") if p.is_file() and not p.name.startswith("."))
+    )
     entry = {
         "command": command,
         "params": params,

@@ -185,7 +185,8 @@ def validate_grid(grid: Any) -> None:
     train, and the best-of-n pool's settings. ``run`` calls it before computing anything."""
     from textnorm.finetune import inputs
     from textnorm.finetune.config import FinetuneConfig
-    from textnorm.finetune.rewards import spec_sources
+    from textnorm.finetune.registry import task_factory
+    from textnorm.finetune.rewards import check_spec, spec_sources
 
     if not isinstance(grid, Mapping):
         raise ValueError(f"a grid is a mapping of {', '.join(GRID_KEYS)}, got {type(grid).__name__}")
@@ -208,6 +209,10 @@ def validate_grid(grid: Any) -> None:
         for key in ("temperature", "lam"):
             if key in r:
                 _check_type(f"grid: reward {name!r}.{key}", r[key], float)
+        try:
+            check_spec(r["spec"])
+        except ValueError as exc:
+            raise ValueError(f"grid: reward {name!r}: {exc}") from None
     if not isinstance(methods, Mapping) or not methods:
         raise ValueError("grid: methods must be a non-empty mapping of method -> settings")
     fields = [f.name for f in dataclasses.fields(FinetuneConfig)]
@@ -230,6 +235,8 @@ def validate_grid(grid: Any) -> None:
         except TypeError as exc:  # a value of the wrong type that the dataclass cannot take
             raise ValueError(f"grid: run ({method}, {name}, seed {seed}): {exc}") from None
         inputs.check_device(cfg.device)
+        if cfg.task != "auto":
+            task_factory(cfg.task)  # a registered task
     model = inputs.resolve_path(grid["model"], "grid: model folder", marker="model_index.json")
     for name, r in rewards.items():
         for src in spec_sources(r["spec"]):
@@ -412,6 +419,10 @@ def run(
         elif _read_json(out / "grid.json") != grid:
             raise ValueError(f"{out} holds another grid: it cannot be resumed with this one")
     (out / "runs").mkdir(parents=True, exist_ok=True)
+    for folder in (out, out / "runs"):  # temporary files of writes a kill interrupted: never read, removed
+        for tmp in folder.glob(".*.*"):
+            if tmp.is_file():
+                tmp.unlink()
     _write_json(out / "grid.json", grid, sort_keys=False)  # the rewards' order is the chapter's
     pending = [
         ("run", run_name(m, n, s), run_config(grid, m, n, s))

@@ -63,8 +63,14 @@ def _init_worker(parent: int) -> None:
 
 
 def _in_this_process(fn: Callable[[Any], Any], job: Any) -> Any:
+    import torch
+
+    threads = torch.get_num_threads()
     _one_thread()
-    return fn(job)
+    try:
+        return fn(job)
+    finally:
+        torch.set_num_threads(threads)  # the caller's (e.g. a notebook's) setting, as it was
 
 
 def run_jobs(

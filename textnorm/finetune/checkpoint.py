@@ -28,13 +28,22 @@ if TYPE_CHECKING:
 
 
 def input_digests(pipe: Any, reward: str | None) -> dict:
-    """What a run starts from: the sha256 of the pipeline's weights as loaded and of each file
-    folder the reward spec loads (``reward`` None: a reward given as a function, not recorded)."""
-    modules = [(k, v) for k, v in sorted(pipe.components.items()) if isinstance(v, torch.nn.Module)]
+    """What a run starts from: the sha256 of the pipeline's weights as loaded (names, dtypes and
+    bytes: call it before any cast or adapter) and of each folder the reward spec loads (``reward``
+    None: a reward given as a function, not recorded; call it after the reward has loaded, so that a
+    hub reward's files are in the local cache)."""
+    # a diffusers pipeline lists its parts in `components`; another pipeline: its module attributes
+    parts = getattr(pipe, "components", None) or vars(pipe)
+    modules = [(k, v) for k, v in sorted(parts.items()) if isinstance(v, torch.nn.Module)]
     out: dict = {"model": weights_digest(modules)}
     if reward is not None:
-        out["reward"] = {src: source_digest(resolve_path(src, "reward model folder")) for src in spec_sources(reward)}
+        out["reward"] = reward_digests(reward)
     return out
+
+
+def reward_digests(reward: str) -> dict[str, str | None]:
+    """sha256 of the files of each model a reward spec loads (None: in no local folder or hub cache)."""
+    return {src: source_digest(resolve_path(src, "reward model folder")) for src in spec_sources(reward)}
 
 
 def check_replicas(tuner: Finetuner) -> list[str]:
@@ -64,10 +73,23 @@ def save(tuner: Finetuner, out: str | Path) -> Path:
     the main process writes (the replicas are identical) while the others wait."""
     out = Path(out)
     check_replicas(tuner)  # every process, before the main one writes what they all hold
-    if not tuner.accelerator.is_main_process:
-        tuner.accelerator.wait_for_everyone()
-        return out / "checkpoint.pt"
-    out.mkdir(parents=True, exist_ok=True)
+    failure = _write(tuner, out) if tuner.accelerator.is_main_process else None
+    # every process learns whether the main one could write (a collective, so none waits forever at a
+    # barrier the failed one never reaches) and stops with the same message
+    failed = gather(tuner.accelerator, np.array([failure is not None]))
+    if failure is not None:
+        raise failure
+    if failed.any():
+        raise CheckpointWriteError.elsewhere(out, tuner.step)
+    return out / "checkpoint.pt"
+
+
+def _write(tuner: Finetuner, out: Path) -> CheckpointWriteError | None:
+    """The main process's writes of :func:`save`; the error, not raised, when one fails."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return CheckpointWriteError(out, "checkpoint.pt", tuner.step, exc, False)
     trainable = {
         k: v.detach().cpu() for k, v in tuner.accelerator.unwrap_model(tuner.unet).named_parameters() if v.requires_grad
     }
@@ -98,14 +120,14 @@ def save(tuner: Finetuner, out: str | Path) -> Path:
         try:
             atomic_write(out / name, write)
         except (OSError, RuntimeError) as exc:  # torch.save reports a failed write as RuntimeError
-            raise CheckpointWriteError(out, name, tuner.step, exc, had) from None
-    tuner.accelerator.wait_for_everyone()
-    return out / "checkpoint.pt"
+            return CheckpointWriteError(out, name, tuner.step, exc, had)
+    return None
 
 
-def load(tuner: Finetuner, out: str | Path) -> None:
+def load(tuner: Finetuner, out: str | Path, allow_changed_inputs: bool = False) -> None:
     """Restore a run saved by :func:`save`, after checking that it is whole and
-    matches this run (settings other than ``steps``, parameter names and shapes); anything
+    matches this run (settings other than ``steps``, parameter names and shapes, and the inputs'
+    sha256 unless ``allow_changed_inputs``, which turns that refusal into a warning); anything
     else is a ValueError that says what is wrong."""
     path = Path(out) / "checkpoint.pt"
 
@@ -157,8 +179,15 @@ def load(tuner: Finetuner, out: str | Path) -> None:
             + ")"
         )
     changed = changed_inputs(state.get("inputs"), tuner.inputs)
+    if changed and not allow_changed_inputs:
+        raise ValueError(
+            f"cannot resume the run in {out}: " + "; ".join(changed) + " since it started (to continue on the new "
+            "inputs all the same: --allow-changed-inputs)"
+        )
     if changed:
-        raise ValueError(f"cannot resume the run in {out}: " + "; ".join(changed) + " since it started")
+        import warnings
+
+        warnings.warn(f"resuming {out} on changed inputs, as asked: " + "; ".join(changed), stacklevel=2)
     for key in ("trainable", "optimizer"):
         if not isinstance(tensors.get(key), dict):
             raise bad(f"it has no {key!r} entry")
@@ -215,8 +244,9 @@ def changed_inputs(saved: dict | None, now: dict) -> list[str]:
     out = []
     if saved.get("model") != now.get("model"):
         out.append(
-            f"the base model's weights changed (sha256 {str(saved.get('model'))[:12]}... then, "
-            f"{str(now.get('model'))[:12]}... now)"
+            f"the base model's weights or their dtypes changed (sha256 {str(saved.get('model'))[:12]}... then, "
+            f"{str(now.get('model'))[:12]}... now; a pipeline object passed again in Python was trained or cast by "
+            "the first run: load it anew)"
         )
     was, nowr = saved.get("reward"), now.get("reward")
     if was is None or nowr is None:
@@ -227,7 +257,11 @@ def changed_inputs(saved: dict | None, now: dict) -> list[str]:
         return out
     for src in sorted(set(was) | set(nowr)):
         a, b = was.get(src), nowr.get(src)
-        if a != b and a is not None and b is not None:
+        if a is None or b is None:
+            warnings.warn(
+                f"the reward model {src} was in no local folder or hub cache: its files cannot be checked", stacklevel=3
+            )
+        elif a != b:
             out.append(f"the reward model files in {src} changed (sha256 {a[:12]}... then, {b[:12]}... now)")
     return out
 
@@ -243,7 +277,9 @@ class CheckpointWriteError(OSError):
             full = shutil.disk_usage(out).free < (64 << 20)
         except OSError:
             full = False
-        if getattr(exc, "errno", None) == errno.ENOSPC or full:
+        code = getattr(exc, "errno", None)
+        # the free-space guess only where the error carries no errno (torch's RuntimeError)
+        if code == errno.ENOSPC or (code is None and full):
             why = "the disk is full"
         else:
             why = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
@@ -256,6 +292,13 @@ class CheckpointWriteError(OSError):
         else:  # checkpoint.pt itself was written: it is whole and a resume reads it alone
             left = f"checkpoint.pt of step {step} is complete; only the readable copy {name} is out of date"
         super().__init__(f"could not write {out / name} after step {step}: {why}; {left}")
+
+    @classmethod
+    def elsewhere(cls, out: Path, step: int) -> OSError:
+        """What the other processes raise when the main one could not write."""
+        return OSError(
+            f"the main process could not write the checkpoint to {out} after step {step} (its message says why)"
+        )
 
 
 RUN_FILES = ("checkpoint.pt", "state.json", "metrics.json", "metrics.jsonl")

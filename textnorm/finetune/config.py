@@ -102,6 +102,11 @@ def validate(cfg: FinetuneConfig) -> None:
         raise ValueError(
             f"unknown method {cfg.method!r}; choose from {METHODS} (best-of-n: textnorm.finetune.loop.best_of_n)"
         )
+    from dataclasses import fields
+
+    for f in fields(cfg):  # the choices the CLI enforces, for configs made in Python or from grid files
+        if "choices" in f.metadata and getattr(cfg, f.name) not in f.metadata["choices"]:
+            raise ValueError(f"{f.name} must be one of {f.metadata['choices']}, got {getattr(cfg, f.name)!r}")
     for name in (
         "lr",
         "eta",

@@ -61,6 +61,9 @@ def check_device(device: str) -> None:
         raise ValueError(f"device {device!r} is not a torch device (e.g. cpu, cuda, cuda:1)") from exc
     if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device}: no CUDA GPU is available here (torch.cuda.is_available() is False)")
+    index = torch.device(device).index
+    if kind == "cuda" and index is not None and index >= torch.cuda.device_count():
+        raise ValueError(f"device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
 
 
 def weights_digest(modules: Iterable[tuple[str, torch.nn.Module]]) -> str:

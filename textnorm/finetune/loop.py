@@ -86,6 +86,7 @@ from textnorm.finetune.checkpoint import (
     changed_inputs,
     clean_stale_temps,
     input_digests,
+    reward_digests,
 )
 from textnorm.finetune.config import FinetuneConfig, validate
 from textnorm.finetune.ddpo import KL_LOG_SAMPLES, ddpo_round
@@ -132,8 +133,8 @@ __all__ = [
 
 def load_pipeline(path: str, device: str = "cpu") -> Any:
     """A pipeline whose class (``_class_name`` of ``model_index.json``) is registered
-    (:mod:`textnorm.finetune.registry`, e.g. the synthetic generator), or any diffusers
-    StableDiffusionPipeline-family model: a local folder, checked to exist and to hold
+    (:mod:`textnorm.finetune.registry`, e.g. the synthetic generator), or a Stable Diffusion-family
+    model (``StableDiffusionPipeline``): a local folder, checked to exist and to hold
     ``model_index.json``, or a hub id."""
     source = resolve_path(path, "model folder", marker="model_index.json")
     index = Path(source) / "model_index.json"
@@ -145,9 +146,21 @@ def load_pipeline(path: str, device: str = "cpu") -> Any:
         loader = pipeline_loader(name) if isinstance(name, str) else None
         if loader is not None:  # a pipeline class registered by a plugin (the synthetic world's)
             return loader(source, device)
+        if not (isinstance(name, str) and name.startswith("StableDiffusion") and "XL" not in name):
+            raise ValueError(
+                f"{path}: pipeline class {name!r} is not supported (a StableDiffusionPipeline-family model, or a "
+                "class registered with textnorm.finetune.registry.register_pipeline)"
+            )
     from diffusers import StableDiffusionPipeline
 
-    return StableDiffusionPipeline.from_pretrained(source, safety_checker=None).to(device)
+    try:
+        return StableDiffusionPipeline.from_pretrained(source, safety_checker=None).to(device)
+    except (OSError, ValueError) as exc:
+        if Path(source).exists():
+            raise
+        # a hub id that is also no local folder: say both, not only the hub client's view
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FileNotFoundError(f"model {path}: no local folder of that name, and as a hub id: {first}") from None
 
 
 class Finetuner:
@@ -173,7 +186,7 @@ class Finetuner:
         torch.manual_seed(cfg.seed)
         self.pipe = pipe.to(self.device) if pipe is not None else load_pipeline(cfg.model, self.device)
         # before any cast or adapter: what a resume must find unchanged
-        self.inputs = input_digests(self.pipe, cfg.reward if reward_fn is None else None)
+        self.inputs = input_digests(self.pipe, None)  # the reward's files are added once it has loaded
         self.adapter = make_adapter(self.pipe, cfg.resolution)
         self.task = task or self._make_task()
         self.chain = self.adapter.chain(cfg.sample_steps)
@@ -202,6 +215,8 @@ class Finetuner:
             device=str(self.device),
             gold=self.task.gold,
         )
+        if reward_fn is None:  # after loading: a hub reward's files are now in the local cache
+            self.inputs["reward"] = reward_digests(cfg.reward)
         unet = self.adapter.unet
         unet.requires_grad_(False)
         for module in (getattr(self.pipe, "text_encoder", None), getattr(self.pipe, "vae", None)):
@@ -280,8 +295,8 @@ class Finetuner:
     def save_checkpoint(self, out: str | Path) -> Path:
         return checkpoint.save(self, out)
 
-    def load_checkpoint(self, out: str | Path) -> None:
-        checkpoint.load(self, out)
+    def load_checkpoint(self, out: str | Path, allow_changed_inputs: bool = False) -> None:
+        checkpoint.load(self, out, allow_changed_inputs)
 
     def export(self, out: str | Path) -> Path:
         return export.export(self, out)
@@ -400,13 +415,20 @@ def finetune(
     reward_fn: RewardFn | None = None,
     task: Task | None = None,
     overwrite: bool = False,
+    allow_changed_inputs: bool = False,
 ) -> list[dict]:
     """Notebook-friendly entry point with the CLI's parameters. A folder ``out`` that holds a run is
-    continued (``resume``) or replaced (``overwrite``), never silently overwritten."""
+    continued (``resume``; refused when the base model's or the reward's files changed since the run
+    started, unless ``allow_changed_inputs``) or replaced (``overwrite``), never silently overwritten."""
     if out is not None:
         clean_stale_temps(out)
     if out is not None and not resume and not overwrite:
         held = [n for n in RUN_FILES if (Path(out) / n).exists()]
+        if held and "checkpoint.pt" not in held:  # e.g. a crash before the first checkpoint: nothing to resume
+            raise FileExistsError(
+                f"{out} holds an unfinished run without a checkpoint ({', '.join(held)}); nothing can resume it: "
+                "overwrite it explicitly (--overwrite)"
+            )
         if held:
             raise FileExistsError(f"{out} holds a run ({', '.join(held)}); resume it, or overwrite it explicitly")
     tuner = Finetuner(cfg, pipe=pipe, reward_fn=reward_fn, task=task)
@@ -418,5 +440,5 @@ def finetune(
     if resume:
         if out is None or not (Path(out) / "checkpoint.pt").is_file():
             raise FileNotFoundError(f"nothing to resume: no checkpoint.pt in {out} (start the run without --resume)")
-        tuner.load_checkpoint(out)
+        tuner.load_checkpoint(out, allow_changed_inputs)
     return tuner.train(out, progress=progress)

@@ -2,7 +2,7 @@
 
 - :func:`register_pipeline` (class name -> loader(path, device)): :func:`textnorm.finetune.loop.load_pipeline`
   reads ``_class_name`` from a folder's ``model_index.json`` and calls the loader registered for it
-  (diffusers' own class of that name otherwise).
+  (diffusers' ``StableDiffusionPipeline`` for the Stable Diffusion family otherwise).
 - :func:`register_adapter` (pipeline type -> factory(pipe, resolution)): :func:`textnorm.finetune.adapters.make_adapter`
   takes the first registered type the pipeline is an instance of (Stable Diffusion's adapter otherwise).
 - :func:`register_task` (name -> factory(prompts, n_train, seed, res), optionally the default task of a
@@ -44,23 +44,30 @@ def register_task(name: str, factory: Callable[..., Any], default_for: type | No
 
 
 def load_plugins() -> None:
-    """Import every module declared under the ``textnorm.plugins`` entry points (once)."""
+    """Import textnorm's own plugins, then every module declared under the ``textnorm.plugins``
+    entry points (once). A plugin that fails to import is named in a warning and skipped, so that it
+    cannot take the others down."""
     global _loaded
     if _loaded:
         return
-    _loaded = True
     import importlib
+    import warnings
     from importlib.metadata import entry_points
 
     from textnorm.plugins import BUILTIN
 
-    loaded = set()
+    for name in BUILTIN:  # first, and also in a source tree that was not installed (no entry points)
+        importlib.import_module(name)
     for ep in entry_points(group=PLUGIN_GROUP):
-        ep.load()
-        loaded.add(ep.value)
-    for name in BUILTIN:  # a source tree that was not installed has no entry points
-        if name not in loaded:
-            importlib.import_module(name)
+        if ep.value in BUILTIN:
+            continue
+        try:
+            ep.load()
+        except Exception as exc:  # a third party's plugin: any failure is theirs
+            warnings.warn(
+                f"textnorm plugin {ep.name} ({ep.value}) failed to load and is skipped: {exc!r}", stacklevel=2
+            )
+    _loaded = True
 
 
 def pipeline_loader(class_name: str) -> Callable[[str, str], Any] | None:

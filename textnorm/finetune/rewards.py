@@ -19,6 +19,7 @@ name can stand in for PATH as ``NAME=PATH`` (e.g. ``raw:imagereward=/models/Imag
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
@@ -48,7 +49,16 @@ def _load(item: str, device: str):
 
     name, path = _split(item)
     # a local path that does not exist is said in those words, not as the hub client's bad repo id
-    return load_reward(name, resolve_path(path, "reward model folder") if path else None, device=device)
+    source = resolve_path(path, "reward model folder") if path else None
+    try:
+        return load_reward(name, source, device=device)
+    except (OSError, ValueError) as exc:
+        if source is None or Path(source).exists():
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FileNotFoundError(
+            f"reward model {path}: no local folder of that name, and as a hub id: {first}"
+        ) from None
 
 
 def _calibrated(models, images, prompts, contrastive, temperature) -> np.ndarray:
@@ -73,6 +83,34 @@ def zscore_by_prompt(values: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
     return out
 
 
+KINDS = ("gold", "raw", "raw-mean", "textnorm", "textnorm-mean", "textnorm-ur")
+
+
+def check_spec(spec: str) -> None:
+    """Refuse a spec that cannot make a reward, without loading anything: an unknown kind, a kind
+    without its model(s), ``raw`` or ``textnorm`` with more than one model, an unregistered reward name."""
+    from textnorm.rewards import REWARDS
+
+    if not isinstance(spec, str):
+        raise ValueError(f"a reward spec is a string such as 'raw:PATH', got {spec!r}")
+    kind, _, arg = spec.partition(":")
+    if kind not in KINDS:
+        raise ValueError(f"unknown reward kind {kind!r} in {spec!r}; use one of {', '.join(KINDS)}")
+    if kind == "gold":
+        return
+    if not arg:
+        raise ValueError(f"reward spec {spec!r} needs a model after the colon, e.g. 'raw:data/synth/proxy_contrastive'")
+    items = arg.split(",")
+    if kind in ("raw", "textnorm") and len(items) != 1:
+        raise ValueError(f"reward spec {spec!r}: {kind}: takes one model ({kind}-mean: for several)")
+    for item in items:
+        name, path = _split(item)
+        if name not in REWARDS:
+            raise ValueError(f"reward spec {spec!r}: unknown reward {name!r}; registered: {', '.join(sorted(REWARDS))}")
+        if not path:
+            raise ValueError(f"reward spec {spec!r}: {name}= needs a model path or hub id")
+
+
 def make_reward(
     spec: str,
     contrastive: Callable[[str], list[str]] | None = None,
@@ -81,10 +119,8 @@ def make_reward(
     device: str = "cpu",
     gold: RewardFn | None = None,
 ) -> RewardFn:
+    check_spec(spec)
     kind, _, arg = spec.partition(":")
-    kinds = ("gold", "raw", "raw-mean", "textnorm", "textnorm-mean", "textnorm-ur")
-    if kind not in kinds:
-        raise ValueError(f"unknown reward kind {kind!r} in {spec!r}; use one of {', '.join(kinds)}")
     if kind == "gold":
         if gold is None:
             raise ValueError("reward 'gold' needs a task with a gold judge (the synthetic world has one)")
@@ -94,12 +130,8 @@ def make_reward(
             f"reward {spec!r} needs contrastive prompts: give the task (or make_reward) a contrastive "
             "function, e.g. textnorm.rewards.contrastive.composition_contrastive"
         )
-    if not arg:
-        raise ValueError(f"reward spec {spec!r} needs a model after the colon, e.g. 'raw:data/synth/proxy_contrastive'")
     models = [_load(item, device) for item in arg.split(",")]
     if kind == "raw":
-        if len(models) != 1:
-            raise ValueError("raw: takes one model")
         return lambda images, prompts: models[0].score(list(images), list(prompts))
     if kind == "raw-mean":
         return lambda images, prompts: calibration.mean_ensemble(

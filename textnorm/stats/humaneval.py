@@ -104,12 +104,13 @@ def _check_system_case(df: pd.DataFrame) -> None:
         )
 
 
-def load_judgments(path: str | Path) -> pd.DataFrame:
+def load_judgments(path: str | Path, allow_repeats: bool = False) -> pd.DataFrame:
     """Read and validate a judgments CSV (columns rater, prompt, left, right, choice; UTF-8 text).
 
     Refuses a file that is not UTF-8 text, a header that repeats a column name and a file in which
     every row appears at least twice (a file concatenated with itself); warns
-    (:class:`JudgmentWarning`) when only some rows are exact copies of others."""
+    (:class:`JudgmentWarning`) when only some rows are exact copies of others. ``allow_repeats``:
+    the protocol had raters judge pairs more than once (test-retest), so copies are judgments."""
     path = Path(path)
     if not path.is_file():
         raise JudgmentError(f"judgments file {path} does not exist")
@@ -122,7 +123,8 @@ def load_judgments(path: str | Path) -> pd.DataFrame:
     except pd.errors.ParserError as exc:
         raise JudgmentError(f"judgments file {path} is not a well-formed CSV: {exc}".strip()) from exc
     df = validate(df)
-    _check_repeated_rows(df, path)
+    if not allow_repeats:
+        _check_repeated_rows(df, path)
     return df
 
 
@@ -164,7 +166,8 @@ def _check_repeated_rows(df: pd.DataFrame, path: Path) -> None:
     if df.duplicated(keep=False).all():
         raise JudgmentError(
             f"every judgment in {path} appears at least twice ({copies} of {len(df)} rows are exact copies): "
-            "the file looks concatenated with itself; remove the copies"
+            "the file looks concatenated with itself; remove the copies (or, if raters judged every pair twice by "
+            "design, load_judgments(path, allow_repeats=True))"
         )
     warnings.warn(
         f"{copies} of {len(df)} rows of {path} are exact duplicates of another row (same rater, prompt, left, "

@@ -44,7 +44,7 @@ def test_surrogate_with_clipping_active():
     loss, log_ratio, ratio = ppo_loss(lp, torch.zeros(3, dtype=torch.float64), adv, c, dims)
     # rho 1.2 with A = 1: max(-1.2, -1.1) = -1.1 (clipped); rho 0.5 with A = -1: max(0.5, 0.9) = 0.9 (clipped);
     # rho 1 with A = 2: -2
-    assert float(loss) == pytest.approx((-1.1 + 0.9 - 2.0) / 3, abs=1e-12)
+    assert float(loss.detach()) == pytest.approx((-1.1 + 0.9 - 2.0) / 3, abs=1e-12)
     np.testing.assert_allclose(ratio.detach().numpy(), [1.2, 0.5, 1.0], rtol=1e-12)
     assert clipfrac(ratio, c) == pytest.approx(2 / 3)
     assert approx_kl(log_ratio) == pytest.approx(0.5 * (math.log(1.2) ** 2 + math.log(0.5) ** 2) / 3)
@@ -59,7 +59,7 @@ def test_surrogate_with_clipping_inactive():
     adv = torch.tensor([1.0, -1.0], dtype=torch.float64)
     loss, _, ratio = ppo_loss(lp, torch.zeros(2, dtype=torch.float64), adv, c, dims)
     # rho 0.95 inside the range: -0.95; rho 1.2 with A = -1: max(1.2, 1.1) = 1.2, the unclipped (pessimistic) term
-    assert float(loss) == pytest.approx((-0.95 + 1.2) / 2, abs=1e-12)
+    assert float(loss.detach()) == pytest.approx((-0.95 + 1.2) / 2, abs=1e-12)
     loss.backward()
     np.testing.assert_allclose(lp.grad.numpy(), [-0.95 / (2 * dims), 1.2 / (2 * dims)], rtol=1e-12)
     assert clipfrac(ratio, c) == pytest.approx(0.5)

@@ -226,6 +226,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     clean_stale_temps(args.out)  # a write killed midway left them; a folder holding only them is empty
     if not args.resume:
         _check_out(args.out, overwrite=args.overwrite, folder=True)
+    if args.export:
+        _check_out(args.export, overwrite=args.overwrite, folder=True)  # before the run, not after an hour
     if args.allow_changed_inputs and not args.resume:
         raise CLIError("--allow-changed-inputs applies to --resume only")
     metrics = finetune(
@@ -235,6 +237,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         overwrite=args.overwrite,
         allow_changed_inputs=args.allow_changed_inputs,
+        export=args.export,
     )
     from accelerate import PartialState
 
@@ -439,6 +442,13 @@ def build_parser() -> argparse.ArgumentParser:
         "started (refused by default; their sha256 are in the checkpoint)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace the run saved in --out")
+    p.add_argument(
+        "--export",
+        default=None,
+        metavar="DIR",
+        help="after training, write a model that loads without textnorm to DIR: with --lora-rank, DIR/lora for "
+        "diffusers' pipe.load_lora_weights; else DIR/pipeline for from_pretrained",
+    )
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_finetune)
 

@@ -182,6 +182,18 @@ def sample(
     return Trajectory(torch.stack(lats), torch.stack(lps), torch.stack(means), eta)
 
 
+def concat(trajectories: list[Trajectory]) -> Trajectory:
+    """Trajectories of consecutive sample rows as one (along the sample axis)."""
+    if len(trajectories) == 1:
+        return trajectories[0]
+
+    def cat(name: str) -> torch.Tensor:  # the sample axis: 1 ((steps, n, ...)); an empty record: 0
+        parts = [getattr(t, name) for t in trajectories]
+        return torch.cat(parts, dim=1 if parts[0].dim() > 1 else 0)
+
+    return Trajectory(cat("latents"), cat("log_probs"), cat("means"), trajectories[0].eta)
+
+
 def add_noise(x0: torch.Tensor, eps: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps, the forward process at cumulative alpha ``alpha``
     (broadcast over x0; equal to diffusers' ``DDPMScheduler.add_noise`` bit for bit)."""

@@ -460,6 +460,7 @@ def load(folder: str | Path) -> dict[str, Any]:
     arrays). Checks every file against data/MANIFEST.json when the folder is recorded there, and
     that no run is missing."""
     from textnorm import manifest
+    from textnorm.finetune.config import complete
     from textnorm.paths import repo_root
 
     folder = Path(folder)
@@ -482,7 +483,7 @@ def load(folder: str | Path) -> dict[str, Any]:
         if not isinstance(log, dict) or not {"config", "rows", "before", "after"} <= set(log):
             raise ValueError(f"{path} is not a run log of textnorm overopt (no config, rows, before and after)")
         want = json.loads(json.dumps(run_config(grid, method, name, seed).__dict__))
-        if log["config"] != want:
+        if complete(log["config"]) != want:  # fields added since the log was written hold their defaults
             raise ValueError(f"{path} was made with other settings than grid.json gives it")
         if len(log["rows"]) != want["steps"] or (want["eval_every"] and not log["after"]):
             raise ValueError(f"{path} is truncated: {len(log['rows'])} of {want['steps']} steps")

@@ -16,6 +16,7 @@ scheduler config (:mod:`textnorm.ddim`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,34 @@ from textnorm.ddim import Chain
 from textnorm.images import to_uint8
 
 Cond = Any  # text conditioning: a tensor (SD) or a tuple of tensors (synthetic), indexed by sample
+
+
+@dataclass
+class Guided:
+    """Conditioning with classifier-free guidance (Ho and Salimans, 2022):
+
+        out = f(x, t, uncond) + scale * (f(x, t, cond) - f(x, t, uncond))
+
+    both passes in one batch (unconditional rows first), as diffusers' pipelines, ddpo-pytorch and
+    TRL do, in sampling and in the training log-probabilities alike. ``uncond`` encodes the negative
+    prompt ("" by default), one row per sample."""
+
+    cond: Cond
+    uncond: Cond
+    scale: float
+
+
+def index_cond(cond: Cond, idx: torch.Tensor) -> Cond:
+    """The rows ``idx`` of a conditioning (a tensor, a tuple of tensors, or :class:`Guided`)."""
+    if isinstance(cond, Guided):
+        return Guided(index_cond(cond.cond, idx), index_cond(cond.uncond, idx), cond.scale)
+    if isinstance(cond, tuple):
+        return tuple(c[idx] for c in cond)
+    return cond[idx]
+
+
+def _cat(a: Cond, b: Cond) -> Cond:
+    return tuple(torch.cat([x, y]) for x, y in zip(a, b, strict=True)) if isinstance(a, tuple) else torch.cat([a, b])
 
 
 class Adapter:
@@ -44,6 +73,14 @@ class Adapter:
         raise NotImplementedError
 
     def eps(self, unet: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
+        """The UNet's output for x_t; with :class:`Guided` conditioning, the guided combination."""
+        if isinstance(cond, Guided):
+            t2 = torch.cat([t, t]) if t.dim() else t
+            uncond_out, cond_out = self._eps(unet, torch.cat([x, x]), t2, _cat(cond.uncond, cond.cond)).chunk(2)
+            return uncond_out + cond.scale * (cond_out - uncond_out)
+        return self._eps(unet, x, t, cond)
+
+    def _eps(self, unet: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
         raise NotImplementedError
 
     def decode(self, x0: torch.Tensor) -> np.ndarray:
@@ -84,7 +121,7 @@ class StableDiffusionAdapter(Adapter):
         )
         return self.pipe.text_encoder(tok.input_ids.to(self.device))[0]
 
-    def eps(self, unet: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
+    def _eps(self, unet: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
         return unet(x, t, encoder_hidden_states=cond).sample
 
     @torch.no_grad()

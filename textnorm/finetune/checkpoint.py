@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from textnorm.files import atomic_write
+from textnorm.finetune.config import complete
 from textnorm.finetune.distributed import gather
 from textnorm.finetune.inputs import resolve_path, source_digest, weights_digest
 from textnorm.finetune.rewards import spec_sources
@@ -108,6 +109,7 @@ def _write(tuner: Finetuner, out: Path) -> CheckpointWriteError | None:
         "processes": tuner.processes,
         "replica_checksums": getattr(tuner, "replica_checksums", None),
         "inputs": tuner.inputs,
+        "stat_buffers": tuner.stats.state() if tuner.stats is not None else None,
     }
     tensors["state_json"] = json.dumps(state)  # one file, one rename: weights and state agree
     had = (out / "checkpoint.pt").is_file()
@@ -167,7 +169,7 @@ def load(tuner: Finetuner, out: str | Path, allow_changed_inputs: bool = False) 
             f"it ran on {saved_p} process(es), this run has {tuner.processes}; with several minibatches "
             "per round resume with the same number of processes"
         )
-    saved = {k: v for k, v in state["config"].items() if k != "steps"}
+    saved = {k: v for k, v in complete(state["config"]).items() if k != "steps"}  # later fields: defaults
     now = {k: v for k, v in asdict(tuner.cfg).items() if k != "steps"}
     diff = sorted(k for k in now if saved.get(k) != now[k])
     if diff:
@@ -223,6 +225,10 @@ def load(tuner: Finetuner, out: str | Path, allow_changed_inputs: bool = False) 
             named[k].copy_(v)
     if tuner.accelerator.scaler is not None and "scaler" in tensors:
         tuner.accelerator.scaler.load_state_dict(tensors["scaler"])
+    if tuner.stats is not None:
+        if not isinstance(state.get("stat_buffers"), dict):
+            raise bad("it holds no per-prompt statistics buffers (stat_buffer is set)")
+        tuner.stats.load(state["stat_buffers"])
     tuner.step, tuner.updates = state["step"], state["updates"]
     tuner.metrics = state["metrics"]
     tuner.pool = pool

@@ -43,6 +43,17 @@ class FinetuneConfig:
     samples_per_prompt: int = _f(8, "DDPO: samples per prompt and round")
     sample_steps: int = _f(10, "DDIM steps per sample")
     eta: float = _f(1.0, "DDIM eta of the training policy (> 0)")
+    guidance_scale: float = _f(
+        1.0,
+        "classifier-free guidance scale in sampling and in DDPO's log-probabilities (1: one conditional pass; "
+        "the paper: 5)",
+    )
+    negative_prompt: str = _f("", "the unconditional prompt of classifier-free guidance")
+    sample_batch: int = _f(
+        0,
+        "samples per UNet/VAE call in sampling, decoding, evaluation and pools, per process (0: the whole batch); "
+        "results do not depend on it beyond float rounding",
+    )
     lr: float = _f(1e-4, "AdamW learning rate")
     lora_rank: int = _f(0, "LoRA rank on the attention projections; 0: full fine-tuning")
     warmup: int = _f(
@@ -57,6 +68,14 @@ class FinetuneConfig:
     inner_epochs: int = _f(1, "DDPO: passes over each round's samples")
     clip_range: float = _f(1e-3, "DDPO: PPO clip range of the per-dimension ratio")
     adv_clip: float = _f(5.0, "DDPO: advantages clipped to +-adv_clip")
+    stat_buffer: int = _f(
+        0,
+        "DDPO: per-prompt statistics over each prompt's last k rewards (ddpo-pytorch's tracking; the paper: 32); "
+        "0: this round's samples of the prompt",
+    )
+    stat_min_count: int = _f(
+        16, "DDPO with stat_buffer: a prompt with fewer rewards in its buffer uses the round's mean and sd"
+    )
     min_train_sigma: float = _f(
         0.05,
         "DDPO: train only steps with sigma >= this (0: every stochastic step; "
@@ -82,6 +101,11 @@ class FinetuneConfig:
         0, "RWSFT: redraw the pool from the current model every k updates (0: one pool from the base model)"
     )
     # reward calibration
+    contrastive: str = _f(
+        "",
+        "TextNorm's contrastive prompts: a JSON file {prompt: [contrastive prompts]} (the TIA2 prompt files have "
+        "this shape), 'rules' (the rule-based counting and composition generators), or '' (the task's own)",
+    )
     temperature: float = _f(1.0, "TextNorm softmax temperature")
     lam: float = _f(1.0, "UR ensemble: mean - lam * variance")
     # evaluation and bookkeeping
@@ -120,11 +144,12 @@ def validate(cfg: FinetuneConfig) -> None:
         "pretrain_weight",
         "temperature",
         "lam",
+        "guidance_scale",
     ):
         value = getattr(cfg, name)
         if not math.isfinite(value):
             raise ValueError(f"{name} must be a finite number, got {value}")
-    positive = ("lr", "eta", "max_grad_norm", "clip_range", "adv_clip", "temperature")
+    positive = ("lr", "eta", "max_grad_norm", "clip_range", "adv_clip", "temperature", "guidance_scale")
     for name in positive:
         if getattr(cfg, name) <= 0:
             raise ValueError(f"{name} must be > 0, got {getattr(cfg, name)}")
@@ -141,7 +166,18 @@ def validate(cfg: FinetuneConfig) -> None:
     for name in ("sample_steps", "batch_size", "grad_accum", "inner_epochs", "pool_size", "eval_samples"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
-    for name in ("steps", "lora_rank", "pool_every", "eval_every", "checkpoint_every", "warmup", "sft_min_t"):
+    for name in (
+        "steps",
+        "lora_rank",
+        "pool_every",
+        "eval_every",
+        "checkpoint_every",
+        "warmup",
+        "sft_min_t",
+        "sample_batch",
+        "stat_buffer",
+        "stat_min_count",
+    ):
         if getattr(cfg, name) < 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
     if not 0 < cfg.top_fraction <= 1:
@@ -154,3 +190,16 @@ def validate(cfg: FinetuneConfig) -> None:
                 f"and its {cfg.inner_epochs} epoch(s) of minibatches into groups of grad_accum="
                 f"{cfg.grad_accum}"
             )
+
+
+def complete(recorded: dict) -> dict:
+    """A config recorded by an earlier textnorm (a log's or a checkpoint's), with the fields added
+    since filled with their defaults, which is what those runs used (a new field's default keeps the
+    old behaviour). Unknown keys are kept, so a comparison still sees them."""
+    import dataclasses
+
+    out = dict(recorded)
+    for f in dataclasses.fields(FinetuneConfig):
+        if f.name not in out:
+            out[f.name] = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    return out

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from textnorm.finetune.adapters import Cond
+from textnorm.finetune.adapters import index_cond
 from textnorm.finetune.distributed import gather, local_rows, minibatches
 from textnorm.finetune.ppo import approx_kl, clipfrac, per_prompt_advantages, ppo_loss
-from textnorm.finetune.sampling import draw_prompts, rows_of, sample, score
+from textnorm.finetune.sampling import chunks, decode, draw_prompts, rows_of, sample, score
 from textnorm.finetune.seeding import SALT_SAMPLE, SALT_TRAIN, make_generator
 from textnorm.rewards.scoring import repeat_prompts
 
@@ -34,10 +34,13 @@ def ddpo_round(tuner: Finetuner) -> dict:
     rows = rows_of(tuner, n)
     local = flat[rows[1]]
     traj, cond = sample(tuner, local, make_generator(cfg.seed, tuner.step, SALT_SAMPLE), rows=rows)
-    rewards, row = score(tuner, ad.decode(traj.x0), local)  # global, in the order of flat
+    rewards, row = score(tuner, decode(tuner, traj.x0), local)  # global, in the order of flat
     if tuner.processes > 1:  # a checksum of each process's samples (they differ: the shards do)
         row["shard_checksums"] = gather(tuner.accelerator, np.array([float(traj.x0.double().sum())])).tolist()
-    adv = per_prompt_advantages(rewards, flat, cfg.adv_clip)
+    if tuner.stats is not None:  # per-prompt statistics over each prompt's last stat_buffer rewards
+        adv = tuner.stats.advantages(rewards, flat, cfg.adv_clip)
+    else:
+        adv = per_prompt_advantages(rewards, flat, cfg.adv_clip)
     adv_t = torch.tensor(adv[rows[1]], dtype=torch.float32, device=ad.device)
     steps = tuner.trained_steps
     # the reference model's step means on the sampled path, for the KL penalty (every sample) or
@@ -52,15 +55,21 @@ def ddpo_round(tuner: Finetuner) -> dict:
     kl = np.zeros(0)
     ref_means = {}
     if len(ref_idx):
-        ref_cond = index_cond(cond, ref_idx.to(ad.device))
+        parts = chunks(len(ref_idx), cfg.sample_batch)  # micro-batches of the reference model's passes
+        conds = [index_cond(cond, ref_idx[p].to(ad.device)) for p in parts]
         with torch.no_grad(), tuner.accelerator.autocast():
             ref_means = {
-                i: chain.mean(
-                    i,
-                    ad.eps(tuner.ref_unet, traj.latents[i][ref_idx], chain.timesteps[i].to(ad.device), ref_cond),
-                    traj.latents[i][ref_idx],
-                    cfg.eta,
-                ).float()
+                i: torch.cat(
+                    [
+                        chain.mean(
+                            i,
+                            ad.eps(tuner.ref_unet, traj.latents[i][ref_idx[p]], chain.timesteps[i].to(ad.device), c),
+                            traj.latents[i][ref_idx[p]],
+                            cfg.eta,
+                        ).float()
+                        for p, c in zip(parts, conds)
+                    ]
+                )
                 for i in steps
             }
             kl = sum(chain.kl(i, traj.means[i][ref_idx].float(), ref_means[i], cfg.eta) for i in steps).cpu().numpy()
@@ -112,9 +121,3 @@ def ddpo_round(tuner: Finetuner) -> dict:
     row.update({k: float(np.mean(gather(tuner.accelerator, np.array([np.mean(v)])))) for k, v in stats.items()})
     row["grad_norms"] = grad_norms  # per trained step (listed in trained_steps order)
     return row
-
-
-def index_cond(cond: Cond, idx: torch.Tensor) -> Cond:
-    if isinstance(cond, tuple):
-        return tuple(c[idx] for c in cond)
-    return cond[idx]

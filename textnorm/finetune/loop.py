@@ -93,6 +93,7 @@ from textnorm.finetune.ddpo import KL_LOG_SAMPLES, ddpo_round
 from textnorm.finetune.distributed import resolve_device
 from textnorm.finetune.imagestats import image_stat_arrays, image_stats
 from textnorm.finetune.inputs import check_device, resolve_path
+from textnorm.finetune.ppo import PerPromptStats
 from textnorm.finetune.registry import default_task, pipeline_loader
 from textnorm.finetune.rewards import RewardFn, make_reward
 from textnorm.finetune.runlog import RunLog
@@ -105,7 +106,7 @@ from textnorm.finetune.seeding import (
     SALT_TRAIN,
     make_generator,
 )
-from textnorm.finetune.task import Task, make_task
+from textnorm.finetune.task import Task, check_contrastive, contrastive_from, make_task
 from textnorm.schedules import finetuning_lr
 
 # names that lived here before the trainer was split into parts (notebooks, benchmarks, tests import them)
@@ -207,6 +208,8 @@ class Finetuner:
         self.trained_steps = self.chain.trained_steps(cfg.eta, cfg.min_train_sigma)
         if cfg.method == "ddpo" and not self.trained_steps:
             raise ValueError(f"no DDIM step has sigma >= min_train_sigma={cfg.min_train_sigma}")
+        if reward_fn is None:
+            self._contrastive()
         self.reward_fn = reward_fn or make_reward(
             cfg.reward,
             contrastive=self.task.contrastive,
@@ -261,6 +264,8 @@ class Finetuner:
         self.metrics: list[dict] = []
         self.final_eval: dict = {}
         self.pool: dict | None = None  # RWSFT: kept samples, their prompts and weights
+        # DDPO with stat_buffer: each prompt's recent rewards (saved in checkpoints)
+        self.stats = PerPromptStats(cfg.stat_buffer, cfg.stat_min_count) if cfg.stat_buffer else None
 
     def _make_task(self) -> Task:
         name = self.cfg.task
@@ -270,6 +275,14 @@ class Finetuner:
         if self.cfg.eval_prompts:
             task.eval_prompts = list(self.cfg.eval_prompts)
         return task
+
+    def _contrastive(self) -> None:
+        """``--contrastive`` replaces the task's contrastive prompts; a TextNorm reward built here
+        needs a set for every prompt the run scores, checked before anything is sampled."""
+        if self.cfg.contrastive:
+            self.task.contrastive = contrastive_from(self.cfg.contrastive)
+        if self.cfg.reward.startswith("textnorm"):
+            check_contrastive(self.task)
 
     # ------------------------------------------------------------------ the parts (one module each)
     def sample(
@@ -416,10 +429,12 @@ def finetune(
     task: Task | None = None,
     overwrite: bool = False,
     allow_changed_inputs: bool = False,
+    export: str | Path | None = None,
 ) -> list[dict]:
     """Notebook-friendly entry point with the CLI's parameters. A folder ``out`` that holds a run is
     continued (``resume``; refused when the base model's or the reward's files changed since the run
-    started, unless ``allow_changed_inputs``) or replaced (``overwrite``), never silently overwritten."""
+    started, unless ``allow_changed_inputs``) or replaced (``overwrite``), never silently overwritten.
+    ``export``: a folder for the trained model after the run (:meth:`Finetuner.export`)."""
     if out is not None:
         clean_stale_temps(out)
     if out is not None and not resume and not overwrite:
@@ -441,4 +456,7 @@ def finetune(
         if out is None or not (Path(out) / "checkpoint.pt").is_file():
             raise FileNotFoundError(f"nothing to resume: no checkpoint.pt in {out} (start the run without --resume)")
         tuner.load_checkpoint(out, allow_changed_inputs)
-    return tuner.train(out, progress=progress)
+    metrics = tuner.train(out, progress=progress)
+    if export is not None and tuner.accelerator.is_main_process:
+        tuner.export(export)  # LoRA weights for diffusers' load_lora_weights, or the whole pipeline
+    return metrics

@@ -8,7 +8,8 @@ Specs (strings, so a CLI and papermill parameters can name them):
 - ``textnorm-mean:PATH1,PATH2``  mean ensemble of TextNorm-calibrated rewards
 - ``textnorm-ur:PATH1,PATH2``    uncertainty-regularised ensemble (mean - lambda var)
 - ``raw-mean:PATH1,PATH2``       the uncalibrated ensemble: mean over models of the raw reward
-                                 z-scored within each prompt's images of the batch,
+                                 z-scored within each prompt's images of the whole batch (over
+                                 every process: a :class:`BatchReward`),
                                  z = (r - mean_y) / sd_y (0 where a prompt's scores are all equal),
                                  so that ensembling is not confused with calibration
 
@@ -69,6 +70,19 @@ def _calibrated(models, images, prompts, contrastive, temperature) -> np.ndarray
             for model in models
         ]
     )
+
+
+class BatchReward:
+    """A reward whose value depends on the whole batch (``raw-mean``'s z-scores within each prompt):
+    ``parts(images, prompts)`` per image, where the images are (e.g. on each process), and
+    ``combine(parts, prompts)`` over the whole batch's parts, so that the reward does not depend on how
+    the batch was split. Called on one batch, it does both."""
+
+    def __init__(self, parts: Callable, combine: Callable) -> None:
+        self.parts, self.combine = parts, combine
+
+    def __call__(self, images: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
+        return self.combine(self.parts(images, prompts), list(prompts))
 
 
 def zscore_by_prompt(values: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
@@ -134,8 +148,11 @@ def make_reward(
     if kind == "raw":
         return lambda images, prompts: models[0].score(list(images), list(prompts))
     if kind == "raw-mean":
-        return lambda images, prompts: calibration.mean_ensemble(
-            np.stack([zscore_by_prompt(m.score(list(images), list(prompts)), prompts) for m in models])
+        return BatchReward(
+            lambda images, prompts: np.stack([m.score(list(images), list(prompts)) for m in models], axis=1),
+            lambda parts, prompts: calibration.mean_ensemble(
+                np.stack([zscore_by_prompt(parts[:, j], prompts) for j in range(parts.shape[1])])
+            ),
         )
     if kind == "textnorm":
         return lambda images, prompts: _calibrated(models, list(images), list(prompts), contrastive, temperature)[0]

@@ -12,7 +12,7 @@ import torch
 from textnorm import ddim
 from textnorm.finetune.adapters import Cond
 from textnorm.finetune.distributed import gather
-from textnorm.finetune.sampling import rows_of, sample, score
+from textnorm.finetune.sampling import decode, rows_of, sample, score
 from textnorm.finetune.seeding import SALT_POOL, SALT_TRAIN, make_generator
 from textnorm.rewards.scoring import repeat_prompts
 
@@ -30,7 +30,7 @@ def build_pool(tuner: Finetuner) -> dict:
     traj, _ = sample(
         tuner, flat[rows[1]], make_generator(cfg.seed, tuner.step, SALT_POOL), eta=cfg.pool_eta, rows=rows, record=False
     )
-    rewards, row = score(tuner, tuner.adapter.decode(traj.x0), flat[rows[1]])
+    rewards, row = score(tuner, decode(tuner, traj.x0), flat[rows[1]])
     x0 = gather(tuner.accelerator, traj.x0.float().cpu())  # the whole pool, on every process
     k = max(1, int(round(cfg.top_fraction * cfg.pool_size)))
     keep, weights, dropped = [], [], 0

@@ -10,9 +10,10 @@ import numpy as np
 import torch
 
 from textnorm import ddim
-from textnorm.finetune.adapters import Cond
+from textnorm.finetune.adapters import Cond, Guided, index_cond
 from textnorm.finetune.distributed import gather, shard
 from textnorm.finetune.imagestats import image_stat_arrays
+from textnorm.finetune.rewards import BatchReward
 from textnorm.finetune.seeding import SALT_EVAL, SALT_HELDOUT, make_generator
 from textnorm.rewards.scoring import repeat_prompts
 
@@ -22,6 +23,21 @@ if TYPE_CHECKING:
 
 def eps_fn(tuner: Finetuner, unet: torch.nn.Module, cond: Cond) -> ddim.EpsFn:
     return lambda x, t: tuner.adapter.eps(unet, x, t, cond)
+
+
+def encode(tuner: Finetuner, prompts: list[str]) -> Cond:
+    """The prompts' conditioning; with ``guidance_scale`` != 1, :class:`~textnorm.finetune.adapters.Guided`
+    (the negative prompt's encoding beside each prompt's)."""
+    cond = tuner.adapter.encode(prompts)
+    if tuner.cfg.guidance_scale == 1.0:
+        return cond
+    return Guided(cond, tuner.adapter.encode([tuner.cfg.negative_prompt] * len(prompts)), tuner.cfg.guidance_scale)
+
+
+def chunks(n: int, size: int) -> list[slice]:
+    """[0, n) in consecutive slices of at most ``size`` (0: one slice)."""
+    size = size or n
+    return [slice(a, min(a + size, n)) for a in range(0, n, max(size, 1))] or [slice(0, 0)]
 
 
 @torch.no_grad()
@@ -35,26 +51,48 @@ def sample(
     record: bool = True,
 ) -> tuple[ddim.Trajectory, object]:
     """Trajectories of the given prompts under the current policy (or ``unet``), with the
-    training autocast policy (``record=False``: x_0 only, for evaluation and pools). ``rows=(total, slice)``: the prompts are those rows of a batch of
-    ``total`` (this process's shard); the noise is the whole batch's, sliced."""
+    training autocast policy (``record=False``: x_0 only, for evaluation and pools).
+    ``rows=(total, slice)``: the prompts are those rows of a batch of ``total`` (this process's
+    shard); the noise is the whole batch's, sliced. In micro-batches of ``sample_batch``: each
+    replays the generator from the same state and keeps its own rows of every draw, so a sample's
+    noise, and hence the samples, do not depend on the micro-batch size."""
     ad = tuner.adapter
     total, sl = rows if rows is not None else (len(prompts), slice(None))
-    cond = ad.encode(prompts)
+    cond = encode(tuner, prompts)
     x = torch.randn((total, *ad.latent_shape), generator=generator)[sl].to(ad.device)
     was_training = tuner.unet.training
     tuner.unet.eval()
+    eta = tuner.cfg.eta if eta is None else eta
+    parts = chunks(len(prompts), tuner.cfg.sample_batch)
+    start = generator.get_state()
+    trajs = []
     with tuner.accelerator.autocast():
-        traj = ddim.sample(
-            eps_fn(tuner, unet or tuner.policy, cond),
-            tuner.chain,
-            x,
-            tuner.cfg.eta if eta is None else eta,
-            generator,
-            rows=rows,
-            record=record,
-        )
+        for part in parts:
+            if len(parts) == 1:  # the whole batch at once: no re-indexing
+                sub_cond, sub_rows = cond, rows
+            else:
+                generator.set_state(start)
+                first = sl.start or 0
+                sub_cond = index_cond(cond, torch.arange(part.start, part.stop, device=ad.device))
+                sub_rows = (total, slice(first + part.start, first + part.stop))
+            trajs.append(
+                ddim.sample(
+                    eps_fn(tuner, unet or tuner.policy, sub_cond),
+                    tuner.chain,
+                    x[part] if len(parts) > 1 else x,
+                    eta,
+                    generator,
+                    rows=sub_rows,
+                    record=record,
+                )
+            )
     tuner.unet.train(was_training)
-    return traj, cond
+    return ddim.concat(trajs), cond
+
+
+def decode(tuner: Finetuner, x0: torch.Tensor) -> np.ndarray:
+    """uint8 images of x_0, decoded in micro-batches of ``sample_batch``."""
+    return np.concatenate([tuner.adapter.decode(x0[part]) for part in chunks(len(x0), tuner.cfg.sample_batch)])
 
 
 def rows_of(tuner: Finetuner, n: int) -> tuple[int, slice]:
@@ -78,22 +116,38 @@ def evaluate(tuner: Finetuner, eta: float | None = None) -> dict:
         rows = rows_of(tuner, len(flat))
         local = flat[rows[1]]
         traj, _ = sample(tuner, local, make_generator(tuner.cfg.seed, 0, salt), eta=eta, rows=rows, record=False)
-        images = tuner.adapter.decode(traj.x0)
-        values = {"reward": np.asarray(tuner.reward_fn(images, local), dtype=float)}
+        images = decode(tuner, traj.x0)
+        values = reward_parts(tuner, images, local)
         if tuner.task.gold is not None:
             values["gold"] = np.asarray(tuner.task.gold(images, local), dtype=float)
-        out.update({f"{key}_{k}": float(np.mean(v)) for k, v in gather(tuner.accelerator, values).items()})
+        values = combine_rewards(tuner, gather(tuner.accelerator, values))
+        out.update({f"{key}_{k}": float(np.mean(v)) for k, v in values.items()})
     return out
+
+
+def reward_parts(tuner: Finetuner, images: np.ndarray, local: list[str]) -> dict[str, np.ndarray]:
+    """This process's rewards, or for a :class:`~textnorm.finetune.rewards.BatchReward` its per-image
+    parts and prompts, to be combined over the gathered batch (:func:`combine_rewards`)."""
+    if isinstance(tuner.reward_fn, BatchReward):
+        return {"reward": np.asarray(tuner.reward_fn.parts(images, local)), "_prompt": np.array(local, dtype=object)}
+    return {"reward": np.asarray(tuner.reward_fn(images, local), dtype=float)}
+
+
+def combine_rewards(tuner: Finetuner, gathered: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if "_prompt" in gathered:
+        prompts = gathered.pop("_prompt").tolist()
+        gathered["reward"] = np.asarray(tuner.reward_fn.combine(gathered["reward"], prompts), dtype=float)
+    return gathered
 
 
 def score(tuner: Finetuner, images: np.ndarray, local: list[str]) -> tuple[np.ndarray, dict]:
     """Rewards of this process's images, gathered over processes (the global batch, in order),
     and the logged means."""
-    per_image = {"reward": np.asarray(tuner.reward_fn(images, local), dtype=float), **image_stat_arrays(images)}
+    per_image = {**reward_parts(tuner, images, local), **image_stat_arrays(images)}
     if tuner.task.gold is not None:
         per_image["gold"] = np.asarray(tuner.task.gold(images, local), dtype=float)
     # gathered before any check, so every process sees the same values and stops together
-    per_image = gather(tuner.accelerator, per_image)
+    per_image = combine_rewards(tuner, gather(tuner.accelerator, per_image))
     if not np.all(np.isfinite(per_image["reward"])):
         raise FloatingPointError(f"step {tuner.step}: the reward returned non-finite values")
     row = {k: float(per_image[k].mean()) for k in ("reward", "gold") if k in per_image}

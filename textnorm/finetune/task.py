@@ -49,6 +49,70 @@ def plain_task(
     return Task("prompts", list(dict.fromkeys(prompts)), list(eval_prompts), contrastive, gold)
 
 
+def rule_contrastive(prompt: str) -> list[str]:
+    """The rule-based contrastive prompts of a TIA2-style prompt: composition ("... <a A> and <a B>")
+    or counting ("a realistic photo of <n> <objects>"); a prompt neither rule reads is a ValueError."""
+    from textnorm.rewards.contrastive import composition_contrastive, counting_contrastive
+
+    for rule in (composition_contrastive, counting_contrastive) if " and " in prompt else (counting_contrastive,):
+        try:
+            return rule(prompt)
+        except ValueError:
+            continue
+    raise ValueError(f"no rule-based contrastive prompts for {prompt!r} (counting or composition prompts only)")
+
+
+def contrastive_from(source: str) -> Callable[[str], list[str]]:
+    """TextNorm's contrastive prompts from ``source``: ``rules`` (:func:`rule_contrastive`) or a JSON
+    file mapping each prompt to its list of contrastive prompts (the TIA2 prompt files' shape)."""
+    if source == "rules":
+        return rule_contrastive
+    import json
+    from pathlib import Path
+
+    from textnorm.paths import repo_root
+
+    path = Path(source).expanduser()
+    if not path.exists() and not path.is_absolute() and (repo_root() / path).exists():
+        path = repo_root() / path
+    if not path.is_file():
+        raise FileNotFoundError(f"contrastive prompts file {source} does not exist (or use 'rules')")
+    try:
+        table = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"contrastive prompts file {source} is not JSON ({exc})") from None
+    if not isinstance(table, dict) or not all(
+        isinstance(k, str) and isinstance(v, list) and all(isinstance(c, str) for c in v) for k, v in table.items()
+    ):
+        raise ValueError(f"contrastive prompts file {source} must map each prompt to a list of prompts")
+
+    def lookup(prompt: str) -> list[str]:
+        if prompt not in table:
+            raise ValueError(f"{source} holds no contrastive prompts for {prompt!r}")
+        return list(table[prompt])
+
+    return lookup
+
+
+def check_contrastive(task: Task) -> None:
+    """Every training and held-out prompt has a non-empty contrastive set (TextNorm rewards need it),
+    else a ValueError naming the prompts without one."""
+    missing = []
+    for prompt in [*task.train_prompts, *task.eval_prompts]:
+        try:
+            ok = bool(task.contrastive(prompt)) if task.contrastive else False
+        except (ValueError, KeyError):
+            ok = False
+        if not ok:
+            missing.append(prompt)
+    if missing:
+        shown = ", ".join(repr(p) for p in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ValueError(
+            f"a TextNorm reward needs contrastive prompts, and {len(missing)} prompt(s) have none: {shown} "
+            "(--contrastive FILE.json or rules)"
+        )
+
+
 def _prompts_task(prompts: Sequence[str] = (), n_train: int = 8, seed: int = 0, res: int = 16) -> Task:
     if not prompts:
         raise ValueError("task 'prompts' needs training prompts (--prompt, repeated)")

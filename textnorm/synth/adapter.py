@@ -29,7 +29,7 @@ class SynthAdapter(Adapter):
     def encode(self, prompts: list[str]) -> Cond:
         return self.pipe.encode_prompt(list(prompts), self.device)
 
-    def eps(self, unet: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
+    def _eps(self, unet: torch.nn.Module, x: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
         states, pooled = cond
         return unet(x, t, encoder_hidden_states=states, class_labels=pooled).sample
 

@@ -26,19 +26,24 @@ import torch
 
 def bare_round(tuner) -> None:
     """The UNet passes one DDPO round of ``tuner`` must do, on random inputs of the same shapes."""
+    from textnorm.finetune.adapters import index_cond
+    from textnorm.finetune.sampling import chunks, encode
+
     cfg, ad = tuner.cfg, tuner.adapter
     n = cfg.n_prompts * cfg.samples_per_prompt
     prompts = ["a red circle"] * n
-    cond = ad.encode(prompts)
+    cond = encode(tuner, prompts)  # guided (two passes in one batch) when the run is
     x = torch.randn((n, *ad.latent_shape), device=ad.device)
     t = tuner.chain.timesteps[0].to(ad.device)
     K = len(tuner.trained_steps)
     with torch.no_grad(), tuner.accelerator.autocast():
-        for _ in range(cfg.sample_steps):
-            ad.eps(tuner.unet, x, t, cond)
-        for _ in range(K):
-            ad.eps(tuner.ref_unet, x, t, cond)
-    sub = ad.encode(prompts[: cfg.batch_size])
+        for part in chunks(n, cfg.sample_batch):  # the run's micro-batches
+            c = index_cond(cond, torch.arange(part.start, part.stop, device=ad.device))
+            for _ in range(cfg.sample_steps):
+                ad.eps(tuner.unet, x[part], t, c)
+            for _ in range(K):
+                ad.eps(tuner.ref_unet, x[part], t, c)
+    sub = encode(tuner, prompts[: cfg.batch_size])
     xb = x[: cfg.batch_size]
     for _ in range(cfg.inner_epochs * n // cfg.batch_size):
         for _ in range(K):

@@ -8,6 +8,8 @@ real model's). ``--tiny`` builds the same pipeline from tiny configs and runs on
 test suite uses it to cover this script's whole path.
 
     python benchmarks/gpu_ddpo_sd21.py --rounds 3 --prompts 2 --samples-per-prompt 4
+    python benchmarks/gpu_ddpo_sd21.py --rounds 2 --prompts 2 --samples-per-prompt 128 --batch-size 64 \
+        --sample-steps 50 --sample-batch 16        # a round of the paper's size (256 samples, guidance 5)
     python benchmarks/gpu_ddpo_sd21.py --tiny --rounds 1       # CPU check of the same code
 """
 
@@ -154,6 +156,8 @@ def run(args) -> dict:
         task="prompts",
         min_train_sigma=0.05,
         lr=3e-4,
+        guidance_scale=getattr(args, "guidance_scale", 1.0),
+        sample_batch=getattr(args, "sample_batch", 0),
     )
     tuner = Finetuner(cfg, pipe=pipe, reward_fn=reward, task=plain_task(prompts))
     if device == "cuda":
@@ -194,10 +198,15 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=4)
     ap.add_argument("--sample-steps", type=int, default=20)
     ap.add_argument("--resolution", type=int, default=512)
+    ap.add_argument("--guidance-scale", type=float, default=5.0, help="classifier-free guidance (the paper's: 5)")
+    ap.add_argument("--sample-batch", type=int, default=16, help="samples per UNet/VAE call (0: the whole round)")
     ap.add_argument("--tiny", action="store_true", help="tiny configs on the CPU (the test of this script)")
     args = ap.parse_args()
     out = run(args)
-    print(f"device: {out['device']}  LoRA rank 4  {'fp32 (tiny, CPU)' if args.tiny else 'bf16 autocast'}")
+    print(
+        f"device: {out['device']}  LoRA rank 4  {'fp32 (tiny, CPU)' if args.tiny else 'bf16 autocast'}  "
+        f"guidance {args.guidance_scale}  sample batch {args.sample_batch or 'whole round'}"
+    )
     print(f"round seconds: {[round(t, 2) for t in out['round_seconds']]}")
     print(f"bare UNet seconds: {[round(t, 2) for t in out['bare_seconds']]}")
     print(f"samples per second (sampling + training, steady): {out['samples_per_second']:.2f}")

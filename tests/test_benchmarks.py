@@ -26,7 +26,15 @@ def test_gpu_script_runs_on_a_tiny_pipeline():
     # the tokenizer the real script uses: padding to its length must not overflow (it was ~1e30)
     assert pipe.tokenizer.model_max_length == 77
     args = argparse.Namespace(
-        rounds=2, prompts=2, samples_per_prompt=2, batch_size=2, sample_steps=4, resolution=512, tiny=True
+        rounds=2,
+        prompts=2,
+        samples_per_prompt=2,
+        batch_size=2,
+        sample_steps=4,
+        resolution=512,
+        tiny=True,
+        guidance_scale=5.0,  # the paper's setting, with micro-batches smaller than the round
+        sample_batch=3,
     )
     out = gpu.run(args)
     assert len(out["round_seconds"]) == 2 and len(out["bare_seconds"]) == 2

@@ -201,3 +201,13 @@ def test_the_paper_shaped_run_from_the_command_line_exports_a_lora_diffusers_loa
     fresh = StableDiffusionPipeline.from_pretrained(sd, safety_checker=None)
     fresh.load_lora_weights(tmp_path / "model" / "lora")
     assert any("lora" in n for n, _ in fresh.unet.named_parameters())
+
+
+def test_bf16_autocast_with_lora_and_guidance_on_the_cpu(sd):
+    pipe = load_pipeline(str(sd))
+    tuner = Finetuner(
+        _cfg(mixed_precision="bf16", guidance_scale=5.0, sample_batch=2, batch_size=2), pipe=pipe, reward_fn=brightness
+    )
+    assert pipe.vae.dtype == torch.bfloat16 and all(p.dtype == torch.float32 for p in tuner.params)
+    row = tuner.run_step()
+    assert np.isfinite(row["loss"]) and np.isfinite(row["kl"]) and row["kl"] >= 0

@@ -48,9 +48,20 @@ SMALL = [
     "0",
     "--lr",
     "1e-4",
+    "--sample-batch",
+    "3",  # micro-batches that cut across each process's shard
     "--quiet",
 ]
 RWSFT = ["--method", "rwsft", "--pool-size", "4", "--top-fraction", "0.5", "--batch-size", "4"]
+# DDPO with the rewards and statistics that depend on the whole batch: raw-mean's z-scores and per-prompt buffers
+DDPO = [
+    "--reward",
+    "raw-mean:data/synth/proxy_contrastive,data/synth/proxy_preference",
+    "--stat-buffer",
+    "8",
+    "--stat-min-count",
+    "2",
+]
 
 
 def readme_command() -> list[str]:
@@ -85,7 +96,7 @@ def test_two_processes_follow_one(method, tmp_path):
     launch = readme_command()
     launcher = Path(sys.executable).parent / "accelerate"
     assert launch[0] == "accelerate" and launcher.exists()
-    extra = SMALL + (RWSFT if method == "rwsft" else [])
+    extra = SMALL + (RWSFT if method == "rwsft" else DDPO)
     run([str(launcher), *launch[1:], *extra], tmp_path / "two")
     one = [sys.executable, *launch[launch.index("-m") :], *extra]  # the same options, one process
     run(one, tmp_path / "one")

@@ -226,8 +226,11 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     clean_stale_temps(args.out)  # a write killed midway left them; a folder holding only them is empty
     if not args.resume:
         _check_out(args.out, overwrite=args.overwrite, folder=True)
-    if args.export:
-        _check_out(args.export, overwrite=args.overwrite, folder=True)  # before the run, not after an hour
+    if args.export and Path(args.export).is_dir() and any(Path(args.export).iterdir()) and not args.overwrite:
+        # before the run, not after an hour of training
+        raise CLIError(f"--export {args.export} is not empty; choose a new folder or pass --overwrite to replace it")
+    if args.export and Path(args.export).exists() and not Path(args.export).is_dir():
+        raise CLIError(f"--export {args.export} is a file; name a folder")
     if args.allow_changed_inputs and not args.resume:
         raise CLIError("--allow-changed-inputs applies to --resume only")
     metrics = finetune(

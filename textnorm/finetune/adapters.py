@@ -2,7 +2,8 @@
 
     cond = adapter.encode(prompts)          text conditioning (any structure)
     out  = adapter.eps(unet, x_t, t, cond)  the given UNet's output (policy or reference; eps, v or x_0
-                                            as the scheduler's prediction_type says)
+                                            as the scheduler's prediction_type says; guided for Guided
+                                            cond: an adapter implements _eps, the one unguided pass)
     imgs = adapter.decode(x_0)              uint8 images (n, H, W, 3)
     chain = adapter.chain(T)                the T-step DDIM chain of the pipeline's scheduler
     adapter.latent_shape                    shape of one x_T

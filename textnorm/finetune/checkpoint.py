@@ -254,6 +254,8 @@ def changed_inputs(saved: dict | None, now: dict) -> list[str]:
             f"{str(now.get('model'))[:12]}... now; a pipeline object passed again in Python was trained or cast by "
             "the first run: load it anew)"
         )
+    if saved.get("contrastive") != now.get("contrastive"):
+        out.append("the contrastive prompts file changed (or was given in one run only)")
     was, nowr = saved.get("reward"), now.get("reward")
     if was is None or nowr is None:
         if was != nowr:

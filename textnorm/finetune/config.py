@@ -180,6 +180,15 @@ def validate(cfg: FinetuneConfig) -> None:
     ):
         if getattr(cfg, name) < 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
+    if cfg.guidance_scale < 1:
+        raise ValueError(f"guidance_scale must be >= 1 (1: no guidance, as in diffusers), got {cfg.guidance_scale}")
+    if cfg.stat_buffer and cfg.method != "ddpo":
+        raise ValueError("stat_buffer (per-prompt statistics tracking) is a DDPO setting; RWSFT does not use it")
+    if cfg.stat_buffer and cfg.stat_min_count > cfg.stat_buffer:
+        raise ValueError(
+            f"stat_min_count={cfg.stat_min_count} > stat_buffer={cfg.stat_buffer}: the buffers would never be used "
+            "(every prompt would fall back to the round's statistics)"
+        )
     if not 0 < cfg.top_fraction <= 1:
         raise ValueError(f"top_fraction must be in (0, 1], got {cfg.top_fraction}")
     if cfg.method == "ddpo":

@@ -67,6 +67,7 @@ the gradients, and the main process alone writes files (:mod:`textnorm.finetune.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -92,7 +93,7 @@ from textnorm.finetune.config import FinetuneConfig, validate
 from textnorm.finetune.ddpo import KL_LOG_SAMPLES, ddpo_round
 from textnorm.finetune.distributed import resolve_device
 from textnorm.finetune.imagestats import image_stat_arrays, image_stats
-from textnorm.finetune.inputs import check_device, resolve_path
+from textnorm.finetune.inputs import check_device, files_digest, resolve_path
 from textnorm.finetune.ppo import PerPromptStats
 from textnorm.finetune.registry import default_task, pipeline_loader
 from textnorm.finetune.rewards import RewardFn, make_reward
@@ -280,7 +281,10 @@ class Finetuner:
         """``--contrastive`` replaces the task's contrastive prompts; a TextNorm reward built here
         needs a set for every prompt the run scores, checked before anything is sampled."""
         if self.cfg.contrastive:
-            self.task.contrastive = contrastive_from(self.cfg.contrastive)
+            fn, path = contrastive_from(self.cfg.contrastive)
+            self.task = dataclasses.replace(self.task, contrastive=fn)  # the caller's task is left as it was
+            if path is not None:  # a resume must find the same sets
+                self.inputs["contrastive"] = files_digest(path)
         if self.cfg.reward.startswith("textnorm"):
             check_contrastive(self.task)
 
@@ -435,6 +439,8 @@ def finetune(
     continued (``resume``; refused when the base model's or the reward's files changed since the run
     started, unless ``allow_changed_inputs``) or replaced (``overwrite``), never silently overwritten.
     ``export``: a folder for the trained model after the run (:meth:`Finetuner.export`)."""
+    if export is not None and not overwrite and Path(export).is_dir() and any(Path(export).iterdir()):
+        raise FileExistsError(f"export folder {export} is not empty; choose another or overwrite it explicitly")
     if out is not None:
         clean_stale_temps(out)
     if out is not None and not resume and not overwrite:

@@ -62,36 +62,58 @@ def rule_contrastive(prompt: str) -> list[str]:
     raise ValueError(f"no rule-based contrastive prompts for {prompt!r} (counting or composition prompts only)")
 
 
-def contrastive_from(source: str) -> Callable[[str], list[str]]:
-    """TextNorm's contrastive prompts from ``source``: ``rules`` (:func:`rule_contrastive`) or a JSON
-    file mapping each prompt to its list of contrastive prompts (the TIA2 prompt files' shape)."""
-    if source == "rules":
-        return rule_contrastive
+def contrastive_from(source: str) -> tuple[Callable[[str], list[str]], str | None]:
+    """TextNorm's contrastive prompts from ``source``: ``rules`` (:func:`rule_contrastive`),
+    ``tia2:SUBSET`` (the published TIA2 sets of counting, composition or comprehensive, read and
+    sha256-checked like every TIA2 file), or a JSON file mapping each prompt to its list of
+    contrastive prompts (the TIA2 prompt files' shape). Sets from a table are cleaned as TIA2's are
+    (a repeated prompt or the prompt itself in its own set dropped, with a warning). Returns the
+    function and the JSON file it read (None for rules and TIA2), whose sha256 a checkpoint records."""
     import json
+    import warnings
     from pathlib import Path
 
     from textnorm.paths import repo_root
+    from textnorm.tia2.annotations import clean_contrastive
 
-    path = Path(source).expanduser()
-    if not path.exists() and not path.is_absolute() and (repo_root() / path).exists():
-        path = repo_root() / path
-    if not path.is_file():
-        raise FileNotFoundError(f"contrastive prompts file {source} does not exist (or use 'rules')")
-    try:
-        table = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"contrastive prompts file {source} is not JSON ({exc})") from None
+    if source == "rules":
+        return rule_contrastive, None
+    path = None
+    if source.startswith("tia2:"):
+        from textnorm.tia2 import SUBSETS, load_contrastive_prompts
+
+        subset = source.partition(":")[2]
+        if subset not in SUBSETS:
+            raise ValueError(f"contrastive prompts {source!r}: the TIA2 subsets are {', '.join(SUBSETS)}")
+        table = load_contrastive_prompts(subset)
+    else:
+        path = Path(source).expanduser()
+        if not path.exists() and not path.is_absolute() and (repo_root() / path).exists():
+            path = repo_root() / path
+        if not path.is_file():
+            raise FileNotFoundError(f"contrastive prompts file {source} does not exist (or use rules or tia2:SUBSET)")
+        try:
+            table = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"contrastive prompts file {source} is not JSON ({exc})") from None
     if not isinstance(table, dict) or not all(
         isinstance(k, str) and isinstance(v, list) and all(isinstance(c, str) for c in v) for k, v in table.items()
     ):
-        raise ValueError(f"contrastive prompts file {source} must map each prompt to a list of prompts")
+        raise ValueError(f"contrastive prompts {source} must map each prompt to a list of prompts")
+    table, dropped = clean_contrastive(table)
+    if dropped["sets"]:
+        warnings.warn(
+            f"contrastive prompts {source}: dropped {dropped['duplicates']} repeated prompts and {dropped['self']} "
+            f"copies of the prompt itself from {dropped['sets']} sets (each would distort TextNorm's softmax)",
+            stacklevel=2,
+        )
 
     def lookup(prompt: str) -> list[str]:
         if prompt not in table:
             raise ValueError(f"{source} holds no contrastive prompts for {prompt!r}")
         return list(table[prompt])
 
-    return lookup
+    return lookup, str(path) if path is not None else None
 
 
 def check_contrastive(task: Task) -> None:
@@ -109,7 +131,7 @@ def check_contrastive(task: Task) -> None:
         shown = ", ".join(repr(p) for p in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
         raise ValueError(
             f"a TextNorm reward needs contrastive prompts, and {len(missing)} prompt(s) have none: {shown} "
-            "(--contrastive FILE.json or rules)"
+            "(--contrastive FILE.json, tia2:SUBSET or rules)"
         )
 
 

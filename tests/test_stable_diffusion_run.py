@@ -291,7 +291,7 @@ def test_the_readme_command_for_the_papers_runs_is_valid():
     import re
     import shlex
 
-    from textnorm.cli import _config, build_parser
+    from textnorm.cli import build_parser, config_from_args
     from textnorm.finetune.config import validate
     from textnorm.paths import repo_root
 
@@ -300,7 +300,7 @@ def test_the_readme_command_for_the_papers_runs_is_valid():
         r"```bash\n(textnorm finetune --model stabilityai[^`]*?--contrastive tia2:counting.*?)```", readme, re.S
     )
     args = build_parser().parse_args(shlex.split(block.group(1).replace("\\\n", " "))[1:])
-    cfg = _config(FinetuneConfig, args)
+    cfg = config_from_args(FinetuneConfig, args)
     validate(cfg)
     assert (cfg.guidance_scale, cfg.stat_buffer, cfg.sample_steps, cfg.min_train_sigma) == (5.0, 32, 50, 0.0)
     n = cfg.n_prompts * cfg.samples_per_prompt

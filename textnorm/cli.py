@@ -160,7 +160,7 @@ def _cmd_train_generator(args: argparse.Namespace) -> int:
     from textnorm.synth.train import train_generator
 
     _check_out(args.out, overwrite=args.overwrite, folder=True)
-    cfg = _config(TrainConfig, args)
+    cfg = config_from_args(TrainConfig, args)
     log = train_generator(args.out, cfg, progress=not args.quiet)
     manifest.record(args.out, "textnorm train-generator", asdict(cfg))
     last = log["eval"][-1]
@@ -177,7 +177,7 @@ def _cmd_train_proxy(args: argparse.Namespace) -> int:
     from textnorm.synth.proxies import train_proxy
 
     _check_out(args.out, overwrite=args.overwrite, folder=True)
-    cfg = _config(ProxyConfig, args)
+    cfg = config_from_args(ProxyConfig, args)
     log = train_proxy(args.out, cfg, progress=not args.quiet)
     manifest.record(args.out, f"textnorm train-proxy --kind {args.kind}", log["config"])
     print(f"saved {args.kind} proxy to {args.out} (final loss {log['loss'][-1]['loss']:.3f})")
@@ -220,7 +220,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     from textnorm.finetune.config import FinetuneConfig
     from textnorm.finetune.loop import clean_stale_temps, finetune
 
-    cfg = _config(FinetuneConfig, args)
+    cfg = config_from_args(FinetuneConfig, args)
     if args.resume and args.overwrite:
         raise CLIError("--resume continues the run in --out and --overwrite replaces it: choose one")
     clean_stale_temps(args.out)  # a write killed midway left them; a folder holding only them is empty
@@ -255,7 +255,7 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config(cls, args: argparse.Namespace):
+def config_from_args(cls, args: argparse.Namespace):
     """The config dataclass ``cls`` from the options :func:`_add_config_options` made of its fields."""
     return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
 

@@ -23,21 +23,23 @@ class CLIError(Exception):
     """An error the user can fix; printed without a traceback."""
 
 
-def _check_out(out: str, inputs: tuple[str | None, ...] = (), overwrite: bool = False, folder: bool = False) -> Path:
+def _check_out(
+    out: str, inputs: tuple[str | None, ...] = (), overwrite: bool = False, folder: bool = False, flag: str = "--out"
+) -> Path:
     """Refuse, before any work, an output that is an input, a file where a folder is wanted (or the
-    reverse), or that holds earlier results (unless ``overwrite``)."""
+    reverse), or that holds earlier results (unless ``overwrite``); ``flag`` names the option."""
     path = Path(out)
     for src in inputs:
         if src and Path(src).exists() and path.exists() and path.resolve() == Path(src).resolve():
-            raise CLIError(f"--out {out} is also an input; write the results elsewhere")
+            raise CLIError(f"{flag} {out} is also an input; write the results elsewhere")
     if folder:
         if path.exists() and not path.is_dir():
-            raise CLIError(f"--out {out} is a file; name a folder")
+            raise CLIError(f"{flag} {out} is a file; name a folder")
         if path.is_dir() and any(path.iterdir()) and not overwrite:
-            raise CLIError(f"--out {out} is not empty; choose a new folder or pass --overwrite to replace it")
+            raise CLIError(f"{flag} {out} is not empty; choose a new folder or pass --overwrite to replace it")
     else:
         if path.is_dir():
-            raise CLIError(f"--out {out} is a folder; name the file to write")
+            raise CLIError(f"{flag} {out} is a folder; name the file to write")
         if path.exists() and not overwrite:
             raise CLIError(f"{out} exists; choose another --out or pass --overwrite to replace it")
     return path
@@ -226,11 +228,8 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
     clean_stale_temps(args.out)  # a write killed midway left them; a folder holding only them is empty
     if not args.resume:
         _check_out(args.out, overwrite=args.overwrite, folder=True)
-    if args.export and Path(args.export).is_dir() and any(Path(args.export).iterdir()) and not args.overwrite:
-        # before the run, not after an hour of training
-        raise CLIError(f"--export {args.export} is not empty; choose a new folder or pass --overwrite to replace it")
-    if args.export and Path(args.export).exists() and not Path(args.export).is_dir():
-        raise CLIError(f"--export {args.export} is a file; name a folder")
+    if args.export:  # before the run, not after an hour of training
+        _check_out(args.export, overwrite=args.overwrite, folder=True, flag="--export")
     if args.allow_changed_inputs and not args.resume:
         raise CLIError("--allow-changed-inputs applies to --resume only")
     metrics = finetune(

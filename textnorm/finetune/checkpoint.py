@@ -28,18 +28,13 @@ if TYPE_CHECKING:
     from textnorm.finetune.loop import Finetuner
 
 
-def input_digests(pipe: Any, reward: str | None) -> dict:
-    """What a run starts from: the sha256 of the pipeline's weights as loaded (names, dtypes and
-    bytes: call it before any cast or adapter) and of each folder the reward spec loads (``reward``
-    None: a reward given as a function, not recorded; call it after the reward has loaded, so that a
-    hub reward's files are in the local cache)."""
+def model_digest(pipe: Any) -> str:
+    """The sha256 of the pipeline's weights as loaded (names, dtypes and bytes): call it before any
+    cast or adapter. With :func:`reward_digests` (after the reward has loaded, so that a hub reward's
+    files are in the local cache), what a run starts from and a resume must find unchanged."""
     # a diffusers pipeline lists its parts in `components`; another pipeline: its module attributes
     parts = getattr(pipe, "components", None) or vars(pipe)
-    modules = [(k, v) for k, v in sorted(parts.items()) if isinstance(v, torch.nn.Module)]
-    out: dict = {"model": weights_digest(modules)}
-    if reward is not None:
-        out["reward"] = reward_digests(reward)
-    return out
+    return weights_digest([(k, v) for k, v in sorted(parts.items()) if isinstance(v, torch.nn.Module)])
 
 
 def reward_digests(reward: str) -> dict[str, str | None]:
@@ -235,7 +230,7 @@ def load(tuner: Finetuner, out: str | Path, allow_changed_inputs: bool = False) 
 
 
 def changed_inputs(saved: dict | None, now: dict) -> list[str]:
-    """What differs between the inputs a checkpoint recorded and this run's (:func:`input_digests`),
+    """What differs between the inputs a checkpoint recorded and this run's (:func:`model_digest`, :func:`reward_digests`),
     in words. A checkpoint without the record (older textnorm) or a reward given as a function
     cannot be checked: a warning says so."""
     import warnings

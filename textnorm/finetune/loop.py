@@ -86,7 +86,7 @@ from textnorm.finetune.checkpoint import (
     CheckpointWriteError,
     changed_inputs,
     clean_stale_temps,
-    input_digests,
+    model_digest,
     reward_digests,
 )
 from textnorm.finetune.config import FinetuneConfig, validate
@@ -122,7 +122,7 @@ __all__ = [
     "CheckpointWriteError",
     "changed_inputs",
     "clean_stale_temps",
-    "input_digests",
+    "model_digest",
     "RUN_FILES",
     "KL_LOG_SAMPLES",
     "SALT_EVAL",
@@ -188,7 +188,7 @@ class Finetuner:
         torch.manual_seed(cfg.seed)
         self.pipe = pipe.to(self.device) if pipe is not None else load_pipeline(cfg.model, self.device)
         # before any cast or adapter: what a resume must find unchanged
-        self.inputs = input_digests(self.pipe, None)  # the reward's files are added once it has loaded
+        self.inputs = {"model": model_digest(self.pipe)}  # the reward's files are added once it has loaded
         self.adapter = make_adapter(self.pipe, cfg.resolution)
         self.task = task or self._make_task()
         self.chain = self.adapter.chain(cfg.sample_steps)

@@ -275,7 +275,11 @@ def test_synth_task_has_gold_and_held_out_prompts():
     tuner = Finetuner(small(task="synth", prompts=[], n_prompts=8, steps=1, eval_samples=1), pipe=SynthPipeline.build())
     t = tuner.task
     assert len(t.train_prompts) == 8 and len(t.eval_prompts) == 8 and not set(t.train_prompts) & set(t.eval_prompts)
-    assert set(tuner.evaluate()) == {"eval_reward", "eval_gold", "heldout_reward", "heldout_gold"}
+    ev = tuner.evaluate()
+    means = {f"{k}_{v}" for k in ("eval", "heldout") for v in ("reward", "gold", "kl")}
+    assert set(ev) == means | {f"{k}_prompt_{v}" for k in ("eval", "heldout") for v in ("reward", "gold", "kl")}
+    assert len(ev["eval_prompt_gold"]) == 8 and ev["eval_gold"] == pytest.approx(np.mean(ev["eval_prompt_gold"]))
+    assert ev["eval_kl"] == 0.0  # the untrained policy is the base model
 
 
 def test_stable_diffusion_task_has_no_gold(tmp_path):

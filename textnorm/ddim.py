@@ -32,7 +32,7 @@ that share sigma, the KL of one stochastic step is ||mean_theta - mean_ref||^2 /
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -140,6 +140,7 @@ class Trajectory:
     log_probs: torch.Tensor  # (T, n): log-probability of each step (NaN for deterministic steps)
     means: torch.Tensor  # (T, n, *shape): the sampling policy's step means
     eta: float
+    kl: torch.Tensor | None = None  # (n,): KL of the sampled path to a reference model (kl_steps), nats
 
     @property
     def x0(self) -> torch.Tensor:
@@ -154,19 +155,29 @@ def sample(
     generator: torch.Generator,
     record: bool = True,
     rows: tuple[int, slice] | None = None,
+    ref_fn: EpsFn | None = None,
+    kl_steps: Sequence[int] = (),
 ) -> Trajectory:
     """Run the chain from x_T = ``x``. With eta > 0 one N(0, I) draw per step comes from
     ``generator`` (on the CPU, so a seed gives the same images on every device); with eta = 0
     nothing is drawn. ``record=False`` keeps only x_0 (cheaper for plain sampling).
     ``rows=(total, slice)``: ``x`` holds those rows of a batch of ``total`` (one process's shard);
     each step's noise is drawn for the whole batch and sliced, so a row's noise does not depend on
-    how the batch was split across processes."""
+    how the batch was split across processes.
+
+    ``ref_fn`` and ``kl_steps`` (stochastic steps): the path KL to the reference model ``ref_fn``,
+    sum over those steps of ||mean - mean_ref||^2 / (2 sigma^2) at the sampled x_t, per sample
+    (``Trajectory.kl``; its mean over samples estimates the KL of the two chains' paths)."""
     lats, lps, means = [x], [], []
+    kl = torch.zeros(x.shape[0], device=x.device) if ref_fn is not None else None
+    kl_steps = set(kl_steps)
     total, sl = rows if rows is not None else (x.shape[0], slice(None))
     for i, t in enumerate(chain.timesteps):
         out = eps_fn(x, t.to(x.device))
         noise = torch.randn((total, *x.shape[1:]), generator=generator)[sl].to(x.device, x.dtype) if eta > 0 else None
         x_prev, mean = chain.step(i, out, x, eta, noise)
+        if kl is not None and i in kl_steps:
+            kl += chain.kl(i, mean.float(), chain.mean(i, ref_fn(x, t.to(x.device)), x, eta).float(), eta)
         if record:
             stochastic = float(chain.sigma(i, eta)) > 0
             lps.append(
@@ -178,8 +189,8 @@ def sample(
             means.append(mean)
         x = x_prev
     if not record:
-        return Trajectory(x[None], torch.empty(0), torch.empty(0), eta)
-    return Trajectory(torch.stack(lats), torch.stack(lps), torch.stack(means), eta)
+        return Trajectory(x[None], torch.empty(0), torch.empty(0), eta, kl)
+    return Trajectory(torch.stack(lats), torch.stack(lps), torch.stack(means), eta, kl)
 
 
 def concat(trajectories: list[Trajectory]) -> Trajectory:
@@ -191,7 +202,8 @@ def concat(trajectories: list[Trajectory]) -> Trajectory:
         parts = [getattr(t, name) for t in trajectories]
         return torch.cat(parts, dim=1 if parts[0].dim() > 1 else 0)
 
-    return Trajectory(cat("latents"), cat("log_probs"), cat("means"), trajectories[0].eta)
+    kl = torch.cat([t.kl for t in trajectories]) if trajectories[0].kl is not None else None
+    return Trajectory(cat("latents"), cat("log_probs"), cat("means"), trajectories[0].eta, kl)
 
 
 def add_noise(x0: torch.Tensor, eps: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,17 @@ A grid is plain JSON-able data (``CPU_GRID`` is the default; a GPU user passes a
                           prompts, [] = the task's}, "rwsft": {...}},
      "method_rewards": {"rwsft": [names]}   (a method without an entry trains every reward),
      "seeds": [...],
-     "bon": {"prompts": K held-out captions, "pool": N samples each, "sample_steps": S, "seed": s,
+     "judge": optional reward spec logged as gold in place of the task's judge (raw:PATH: a reward
+              model as gold, as Gao et al.; e.g. on Stable Diffusion),
+     "bon": {"prompts": "train" (the first method's training prompts) | a list of prompts | K (K
+                        held-out captions of the synthetic world),
+             "pool": N samples each, "sample_steps": S, "seed": s,
+             "eta": the sampler's eta (default 0; the training policy's eta compares best-of-n with
+                    DDPO on the same sampler), "sample_batch": samples per UNet call (0: all),
              "device": torch device (default cpu)}}
+
+A method's settings are those of the first method when the pool needs them (guidance, negative
+prompt, task, contrastive prompts).
 
 Written to the output folder (each file atomically, as soon as it is ready):
 
@@ -131,6 +140,8 @@ def run_config(grid: Mapping[str, Any], method: str, reward: str, seed: int):
 
     spec = grid["rewards"][reward]
     fields = {**grid["methods"][method], "reward": spec["spec"], "seed": seed, "model": grid["model"]}
+    if grid.get("judge"):
+        fields["judge"] = grid["judge"]
     for key in ("temperature", "lam"):
         if key in spec:
             fields[key] = spec[key]
@@ -139,10 +150,10 @@ def run_config(grid: Mapping[str, Any], method: str, reward: str, seed: int):
     return cfg
 
 
-GRID_KEYS = ("model", "rewards", "methods", "method_rewards", "seeds", "bon")
+GRID_KEYS = ("model", "rewards", "methods", "method_rewards", "seeds", "judge", "bon")
 REWARD_KEYS = ("spec", "temperature", "lam")
-BON_KEYS = ("prompts", "pool", "sample_steps", "seed", "device")
-_SET_BY_GRID = ("reward", "seed", "model")  # the grid sets them per run: a method's entry must not
+BON_KEYS = ("prompts", "pool", "sample_steps", "seed", "eta", "sample_batch", "device")
+_SET_BY_GRID = ("reward", "seed", "model", "judge")  # the grid sets them per run: a method's entry must not
 
 
 def _unknown(keys: Any, known: Sequence[str], where: str) -> None:
@@ -213,6 +224,10 @@ def validate_grid(grid: Any) -> None:
             check_spec(r["spec"])
         except ValueError as exc:
             raise ValueError(f"grid: reward {name!r}: {exc}") from None
+    if "judge" in grid:
+        if not isinstance(grid["judge"], str):
+            raise ValueError(f"grid: judge must be a reward spec string such as 'raw:PATH', got {grid['judge']!r}")
+        check_spec(grid["judge"]) if grid["judge"] else None
     if not isinstance(methods, Mapping) or not methods:
         raise ValueError("grid: methods must be a non-empty mapping of method -> settings")
     fields = [f.name for f in dataclasses.fields(FinetuneConfig)]
@@ -241,19 +256,25 @@ def validate_grid(grid: Any) -> None:
     for name, r in rewards.items():
         for src in spec_sources(r["spec"]):
             inputs.resolve_path(src, f"grid: reward {name!r}: model folder")
+    for src in spec_sources(grid.get("judge") or "gold"):
+        inputs.resolve_path(src, "grid: judge: model folder")
     _check_trained_steps(grid, model)
     if "bon" in grid:
         b = grid["bon"]
         if not isinstance(b, Mapping):
             raise ValueError("grid: bon must be a mapping of prompts, pool, sample_steps, seed (and device)")
         _unknown(b, BON_KEYS, "grid: bon")
-        for key in ("prompts", "pool", "sample_steps"):
+        for key in ("pool", "sample_steps"):
             if not _int(b.get(key)) or b[key] < 1:
                 raise ValueError(f"grid: bon {key} must be an integer >= 1, got {b.get(key)!r}")
-        if not _int(b.get("seed", 0)) or b.get("seed", 0) < 0:
-            raise ValueError(f"grid: bon seed must be an integer >= 0, got {b.get('seed')!r}")
+        for key in ("seed", "sample_batch"):
+            if not _int(b.get(key, 0)) or b.get(key, 0) < 0:
+                raise ValueError(f"grid: bon {key} must be an integer >= 0, got {b.get(key)!r}")
+        eta = b.get("eta", 0.0)
+        if not (_int(eta) or isinstance(eta, float)) or not 0 <= eta < float("inf"):
+            raise ValueError(f"grid: bon eta must be a number >= 0, got {eta!r}")
         inputs.check_device(b.get("device", "cpu"))
-        bon_prompts(b["prompts"], b.get("seed", 0))
+        pool_prompts(grid)
 
 
 def _check_trained_steps(grid: Mapping[str, Any], model: str) -> None:
@@ -297,6 +318,11 @@ def _plain(row: Mapping[str, Any]) -> dict:
     return {k: v for k, v in row.items() if not isinstance(v, list)}
 
 
+def _evaluation(row: Mapping[str, Any]) -> dict:
+    """An evaluation's record: the step before which it was made, its means and per-prompt lists."""
+    return {"step": row["step"], **{k: v for k, v in row.items() if k.startswith(("eval_", "heldout_"))}}
+
+
 def train_run(cfg, steps: int | None = None, keep_weights: bool = False) -> dict:
     """One run (or its first ``steps`` steps): the log entry described in the module docstring;
     with ``keep_weights`` also the trained UNet's weights (``weights``, not part of the log)."""
@@ -311,9 +337,13 @@ def train_run(cfg, steps: int | None = None, keep_weights: bool = False) -> dict
         tuner.run_step()  # with eval_every > 0 step 0 evaluates the base model first
     after = tuner.evaluate() if cfg.eval_every and steps is None else {}
     first = tuner.metrics[0] if tuner.metrics else {}
+    evals = [_evaluation(r) for r in tuner.metrics if "eval_gold" in r or "eval_reward" in r]
+    if after:
+        evals.append(_evaluation({"step": tuner.step, **after}))
     out = {
         "config": dict(cfg.__dict__),
         "rows": [_plain(r) for r in tuner.metrics],
+        "evals": evals,
         "before": {k: v for k, v in first.items() if k.startswith(("eval_", "heldout_"))},
         "after": {"step": tuner.step, **after} if after else {},
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -343,19 +373,54 @@ def bon_prompts(k: int, seed: int = 0) -> list[str]:
     return sorted(np.random.default_rng(seed).choice(held, k, replace=False).tolist())
 
 
+def _pool_config(grid: Mapping[str, Any]):
+    method = next(iter(grid["methods"]))
+    return run_config(grid, method, next(iter(grid["rewards"])), grid["seeds"][0])
+
+
+def pool_prompts(grid: Mapping[str, Any]) -> list[str]:
+    """The best-of-n pool's prompts: ``"train"`` (the first method's training prompts, or its task's
+    when it names none), a list, or K held-out captions of the synthetic world."""
+    spec = grid["bon"]["prompts"]
+    if spec == "train":
+        cfg = _pool_config(grid)
+        if cfg.prompts:
+            return list(dict.fromkeys(cfg.prompts))
+        from textnorm.finetune.task import make_task
+
+        return make_task("synth" if cfg.task == "auto" else cfg.task).train_prompts
+    if isinstance(spec, list):
+        if not spec or not all(isinstance(p, str) and p for p in spec) or len(set(spec)) != len(spec):
+            raise ValueError(f"grid: bon prompts must be distinct non-empty strings, got {spec!r}")
+        return list(spec)
+    if _int(spec) and spec >= 1:
+        return bon_prompts(spec, grid["bon"].get("seed", 0))
+    raise ValueError(f"grid: bon prompts must be 'train', a list of prompts or an integer >= 1, got {spec!r}")
+
+
 def best_of_n_pool(grid: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The base model's pool (deterministic DDIM) for the held-out prompts, scored by gold and by
-    every reward of the grid."""
+    """The base model's pool for the pool's prompts (:func:`pool_prompts`), sampled with the bon
+    settings' eta and the first method's guidance, scored by gold (the grid's judge, else the task's)
+    and by every reward of the grid."""
+    import dataclasses as dc
+
     from textnorm.finetune.loop import best_of_n, image_stat_arrays, load_pipeline
+    from textnorm.finetune.registry import default_task
     from textnorm.finetune.rewards import make_reward
-    from textnorm.finetune.task import make_task
+    from textnorm.finetune.task import contrastive_from, make_task
     from textnorm.rewards.scoring import repeat_prompts
 
     b = grid["bon"]
-    task = make_task("synth")
-    prompts = bon_prompts(b["prompts"], b["seed"])
+    cfg = _pool_config(grid)
+    prompts = pool_prompts(grid)
     device = b.get("device", "cpu")
     pipe = load_pipeline(grid["model"], device)
+    task = make_task(default_task(pipe) if cfg.task == "auto" else cfg.task, prompts)
+    if cfg.contrastive:
+        task = dc.replace(task, contrastive=contrastive_from(cfg.contrastive)[0])
+    gold = make_reward(grid["judge"], device=device) if grid.get("judge") else task.gold
+    if gold is None:
+        raise ValueError("grid: the best-of-n pool needs gold: a task with a judge, or the grid's judge")
     pool = best_of_n(
         pipe,
         lambda im, _: np.zeros(len(im)),
@@ -364,12 +429,16 @@ def best_of_n_pool(grid: Mapping[str, Any]) -> dict[str, np.ndarray]:
         seed=b["seed"],
         sample_steps=b["sample_steps"],
         keep_pool=True,
+        eta=float(b.get("eta", 0.0)),
+        guidance_scale=cfg.guidance_scale,
+        negative_prompt=cfg.negative_prompt,
+        sample_batch=b.get("sample_batch", 0),
     )
     shape = (len(prompts), b["pool"])
     images = pool["pool_images"].reshape(-1, *pool["pool_images"].shape[2:])
     flat = repeat_prompts(prompts, b["pool"])
-    out = {"prompts": np.array(prompts), "gold": np.asarray(task.gold(images, flat), float).reshape(shape)}
-    specs = {name: dict(r) for name, r in grid["rewards"].items() if name != "gold"}
+    out = {"prompts": np.array(prompts), "gold": np.asarray(gold(images, flat), float).reshape(shape)}
+    specs = {name: dict(r) for name, r in grid["rewards"].items() if r["spec"] not in ("gold", "random")}
     for name, r in specs.items():
         fn = make_reward(
             r["spec"],
@@ -377,7 +446,7 @@ def best_of_n_pool(grid: Mapping[str, Any]) -> dict[str, np.ndarray]:
             temperature=r.get("temperature", 1.0),
             lam=r.get("lam", 1.0),
             device=device,
-            gold=task.gold,
+            gold=gold,
         )
         out[f"reward:{name}"] = np.asarray(fn(images, flat), float).reshape(shape)
     for key, v in image_stat_arrays(images).items():

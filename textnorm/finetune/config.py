@@ -82,6 +82,18 @@ class FinetuneConfig:
         "see textnorm.finetune.loop for the measurement behind the default)",
     )
     kl_weight: float = _f(0.0, "DDPO: KL penalty to the base model (per dimension, DPOK)")
+    timestep_fraction: float = _f(
+        1.0,
+        "DDPO: share of the trained steps each minibatch trains on (a random subset per minibatch, as "
+        "ddpo-pytorch's timestep_fraction; 1: all)",
+    )
+    untrained_steps: str = _f(
+        "policy",
+        "which model runs the DDIM steps that are not trained (sigma < min_train_sigma, deterministic steps): "
+        "policy (the fine-tuned model at every step, as DDPO and diffusers do) or base (the frozen base model: "
+        "then the logged path KL over the trained steps is an upper bound on the KL of the final images)",
+        choices=("policy", "base"),
+    )
     # RWSFT
     pool_size: int = _f(64, "RWSFT: samples per training prompt in the pool")
     top_fraction: float = _f(0.1, "RWSFT: share of each prompt's pool kept")
@@ -108,9 +120,21 @@ class FinetuneConfig:
     )
     temperature: float = _f(1.0, "TextNorm softmax temperature")
     lam: float = _f(1.0, "UR ensemble: mean - lam * variance")
+    judge: str = _f(
+        "",
+        "a reward model logged as gold in place of the task's judge, as Gao et al. used a larger reward model as gold: "
+        "raw:PATH or raw:NAME=PATH (e.g. raw:imagereward=ID); '' = the task's gold judge",
+    )
     # evaluation and bookkeeping
     eval_every: int = _f(0, "evaluate every k steps and after the last (0: never)")
+    eval_schedule: str = _f(
+        "every",
+        "with eval_every > 0: every (every eval_every steps) or log (steps 0, 1, 2, 3, 4, 6, 8, 11, 16, 23, 32, ...: "
+        "every step early, where the KL is small, then about 1.4x apart)",
+        choices=("every", "log"),
+    )
     eval_samples: int = _f(8, "images per evaluation prompt (same noise at every evaluation)")
+    heldout_samples: int = _f(0, "images per held-out prompt at an evaluation (0: eval_samples)")
     eval_prompts: list[str] = _lf("held-out evaluation prompts (repeat); default: the task's")
     resolution: int | None = _f(None, "image side in pixels (Stable Diffusion; default: the model's)")
     mixed_precision: str = _f(
@@ -145,6 +169,7 @@ def validate(cfg: FinetuneConfig) -> None:
         "temperature",
         "lam",
         "guidance_scale",
+        "timestep_fraction",
     ):
         value = getattr(cfg, name)
         if not math.isfinite(value):
@@ -175,6 +200,7 @@ def validate(cfg: FinetuneConfig) -> None:
         "warmup",
         "sft_min_t",
         "sample_batch",
+        "heldout_samples",
         "stat_buffer",
         "stat_min_count",
     ):
@@ -188,6 +214,13 @@ def validate(cfg: FinetuneConfig) -> None:
         raise ValueError(
             f"stat_min_count={cfg.stat_min_count} > stat_buffer={cfg.stat_buffer}: the buffers would never be used "
             "(every prompt would fall back to the round's statistics)"
+        )
+    if not 0 < cfg.timestep_fraction <= 1:
+        raise ValueError(f"timestep_fraction must be in (0, 1], got {cfg.timestep_fraction}")
+    if cfg.judge and not (cfg.judge.startswith("raw:") and "," not in cfg.judge):
+        raise ValueError(
+            f"judge {cfg.judge!r}: a judge is one reward model's raw score, raw:PATH (a batch-normalised or calibrated "
+            "score would change with the images it is judged beside)"
         )
     if not 0 < cfg.top_fraction <= 1:
         raise ValueError(f"top_fraction must be in (0, 1], got {cfg.top_fraction}")

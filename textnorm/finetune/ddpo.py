@@ -4,6 +4,7 @@ reinforcement-learning step. The arithmetic is :mod:`textnorm.finetune.ppo`; sam
 
 from __future__ import annotations
 
+import math
 from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
@@ -86,14 +87,21 @@ def ddpo_round(tuner: Finetuner) -> dict:
             # per-step gradient norms on the round's first minibatch (averaged over processes,
             # except inside a gradient-accumulation group, where they are the main process's)
             track = epoch == 0 and k == 0
+            # timestep_fraction < 1: this minibatch trains a random subset of the trained steps (in
+            # chain order), an unbiased estimate of the full sum at a fraction of the passes
+            mb_steps = steps
+            if cfg.timestep_fraction < 1:
+                k_steps = max(1, math.ceil(cfg.timestep_fraction * len(steps)))
+                pick = torch.randperm(len(steps), generator=g)[:k_steps].sort().values.tolist()
+                mb_steps = [steps[p] for p in pick]
             with tuner.accelerator.accumulate(tuner.unet):
                 sub = index_cond(cond, mb)
                 prev = None
-                for j, i in enumerate(steps):
+                for j, i in enumerate(mb_steps):
                     # several processes: gradients are averaged once per update, after the last
                     # trained step (DDP decides at the forward pass, so the no_sync context holds
                     # the forward and the backward); on the tracked minibatch after every step
-                    sync = j == len(steps) - 1 or track
+                    sync = j == len(mb_steps) - 1 or track
                     with nullcontext() if sync else tuner.accelerator.no_sync(tuner.unet):
                         t = chain.timesteps[i].to(ad.device)
                         with tuner.accelerator.autocast():
@@ -107,9 +115,9 @@ def ddpo_round(tuner: Finetuner) -> dict:
                         if cfg.kl_weight:
                             # with a KL penalty ref_means hold every local sample, in local order
                             loss = loss + cfg.kl_weight * (chain.kl(i, mean, ref_means[i][mb], cfg.eta) / D).mean()
-                        loss = loss / len(steps)
+                        loss = loss / len(mb_steps)
                         tuner.accelerator.backward(loss)
-                    stats["loss"].append(float(loss.detach()) * len(steps))
+                    stats["loss"].append(float(loss.detach()) * len(mb_steps))
                     stats["approx_kl"].append(approx_kl(log_ratio))
                     stats["clipfrac"].append(clipfrac(ratio, cfg.clip_range))
                     if track:
@@ -119,5 +127,5 @@ def ddpo_round(tuner: Finetuner) -> dict:
                 tuner.optimizer_step()
     # means over processes (equal shares of every minibatch)
     row.update({k: float(np.mean(gather(tuner.accelerator, np.array([np.mean(v)])))) for k, v in stats.items()})
-    row["grad_norms"] = grad_norms  # per trained step (listed in trained_steps order)
+    row["grad_norms"] = grad_norms  # per step trained on the first minibatch (in chain order)
     return row

@@ -42,14 +42,24 @@ al.'s regulariser; the synthetic world renders fresh scenes of its training capt
 task without such data, || f_theta - f_ref ||^2 on the same x_t. The pool is drawn once from the
 base model (offline, the authors' recipe) or, with ``pool_every = k``, redrawn from the current model every k updates (iterated, online).
 
+Steps that are not trained (``untrained_steps``) run on the fine-tuned model, as DDPO and
+diffusers do, or on the frozen base model. With the base model there, the chains differ only at the
+trained steps, so the path KL over those steps bounds the KL of the final images (data processing:
+the image is a function of the path); with the fine-tuned model everywhere, the sum over the
+stochastic steps is the path KL and the images' KL is bounded only when every step is stochastic.
+Evaluations log this path KL (``eval_kl``, nats, :func:`textnorm.finetune.sampling.kl_steps`),
+for DDPO and RWSFT alike.
+
 Every DDPO round is logged: proxy reward and gold alignment (when the task has a judge) of the
 samples, the KL of the trained steps to the reference model (nats, per sample; without a KL penalty
 estimated on 32 evenly spaced samples of the round), image statistics
 that reveal reward hacking, ``approx_kl``, ``clipfrac`` and per-step gradient norms (of the
 round's first minibatch, before unscaling: under fp16 they carry the loss scale). Every RWSFT
 update logs its loss, and the updates that draw a pool log the pool's reward, gold and image
-statistics. ``eval_every`` measures reward and gold on the task's training prompts (primary)
-and held-out prompts with the same noise each time, so successive evaluations are paired. All
+statistics. ``eval_every`` (or the log ``eval_schedule``, dense where the KL is small) measures reward, gold
+and path KL on the task's training prompts (primary) and held-out prompts with the same noise each
+time, so successive evaluations are paired; means and per-prompt values. A ``judge`` (a reward
+model) can stand in for the task's gold, as Gao et al. used a larger reward model as gold. All
 randomness comes from CPU generators seeded by (seed, step), and a checkpoint holds weights,
 optimiser and (RWSFT) pool, so a resumed run continues exactly as an uninterrupted one.
 
@@ -195,7 +205,9 @@ class Finetuner:
         if self.processes > 1:
             batches = {
                 "evaluation on the training prompts": len(self.task.train_prompts) * cfg.eval_samples,
-                "evaluation on the held-out prompts": len(self.task.eval_prompts) * cfg.eval_samples or None,
+                "evaluation on the held-out prompts": len(self.task.eval_prompts)
+                * (cfg.heldout_samples or cfg.eval_samples)
+                or None,
                 "the RWSFT pool": len(self.task.train_prompts) * cfg.pool_size if cfg.method == "rwsft" else None,
             }
             small = {k: v for k, v in batches.items() if v is not None and v < self.processes}
@@ -209,6 +221,9 @@ class Finetuner:
         self.trained_steps = self.chain.trained_steps(cfg.eta, cfg.min_train_sigma)
         if cfg.method == "ddpo" and not self.trained_steps:
             raise ValueError(f"no DDIM step has sigma >= min_train_sigma={cfg.min_train_sigma}")
+        if cfg.judge:  # a reward model as gold (Gao et al.): logged as gold, and what a 'gold' reward means
+            self.task = dataclasses.replace(self.task, gold=make_reward(cfg.judge, device=str(self.device)))
+            self.inputs["judge"] = reward_digests(cfg.judge)
         if reward_fn is None:
             self._contrastive()
         self.reward_fn = reward_fn or make_reward(
@@ -221,6 +236,7 @@ class Finetuner:
         )
         if reward_fn is None:  # after loading: a hub reward's files are now in the local cache
             self.inputs["reward"] = reward_digests(cfg.reward)
+
         unet = self.adapter.unet
         unet.requires_grad_(False)
         for module in (getattr(self.pipe, "text_encoder", None), getattr(self.pipe, "vae", None)):
@@ -303,6 +319,14 @@ class Finetuner:
     def evaluate(self, eta: float | None = None) -> dict:
         return sampling.evaluate(self, eta)
 
+    def eval_due(self, step: int) -> bool:
+        """Whether the model before ``step`` is evaluated (``eval_every``, ``eval_schedule``)."""
+        if not self.cfg.eval_every:
+            return False
+        if self.cfg.eval_schedule == "log":
+            return step in log_schedule(step)
+        return step % self.cfg.eval_every == 0
+
     def build_pool(self) -> dict:
         return rwsft.build_pool(self)
 
@@ -322,7 +346,7 @@ class Finetuner:
     def run_step(self) -> dict:
         t0 = time.time()
         row = {"step": self.step}
-        if self.cfg.eval_every and self.step % self.cfg.eval_every == 0:
+        if self.eval_due(self.step):
             row.update(self.evaluate())
         self.unet.train()
         row.update(ddpo_round(self) if self.cfg.method == "ddpo" else rwsft_update(self))
@@ -377,6 +401,16 @@ class Finetuner:
         else:
             self.check_replicas()
         return self.metrics
+
+
+def log_schedule(last: int) -> set[int]:
+    """The steps up to ``last`` of the log evaluation schedule: 0, 1, 2, 3, 4, then round(2^(k/2))
+    (6, 8, 11, 16, 23, 32, 45, ...): every step while the model is near the base, then about 1.4x apart."""
+    out, k = {0}, 0
+    while (v := round(2 ** (k / 2))) <= last:
+        out.add(v)
+        k += 1
+    return out | {v for v in range(5) if v <= last}
 
 
 def _release_precision(mixed_precision: str) -> None:

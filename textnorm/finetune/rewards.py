@@ -3,6 +3,9 @@
 Specs (strings, so a CLI and papermill parameters can name them):
 
 - ``gold``                       the task's gold judge (1 aligned, 0 not): a control
+- ``random``                     u = sha256(image's pixels) / 2^64, uniform in [0, 1): a reward that carries
+                                 no information, the drift control (the same image scores the same in
+                                 any batch, on any process)
 - ``raw:PATH``                   a CLIP-family reward loaded from PATH (e.g. a proxy folder)
 - ``textnorm:PATH``              TextNorm-calibrated: softmax over [y, *C(y)] at ``temperature``
 - ``textnorm-mean:PATH1,PATH2``  mean ensemble of TextNorm-calibrated rewards
@@ -39,7 +42,7 @@ def _split(item: str) -> tuple[str, str]:
 def spec_sources(spec: str) -> list[str]:
     """The model folders (or hub ids) a reward spec loads, in order (none for ``gold``)."""
     kind, _, arg = spec.partition(":")
-    if kind == "gold" or not arg:
+    if kind in ("gold", "random") or not arg:
         return []
     return [path for _, path in map(_split, arg.split(",")) if path]
 
@@ -97,7 +100,15 @@ def zscore_by_prompt(values: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
     return out
 
 
-KINDS = ("gold", "raw", "raw-mean", "textnorm", "textnorm-mean", "textnorm-ur")
+def random_reward(images: np.ndarray, prompts: Sequence[str]) -> np.ndarray:
+    """The ``random`` reward: the first 8 bytes of each image's sha256, as a number in [0, 1)."""
+    import hashlib
+
+    images = np.ascontiguousarray(images)
+    return np.array([int.from_bytes(hashlib.sha256(im.tobytes()).digest()[:8], "big") / 2.0**64 for im in images])
+
+
+KINDS = ("gold", "random", "raw", "raw-mean", "textnorm", "textnorm-mean", "textnorm-ur")
 
 
 def check_spec(spec: str) -> None:
@@ -110,7 +121,9 @@ def check_spec(spec: str) -> None:
     kind, _, arg = spec.partition(":")
     if kind not in KINDS:
         raise ValueError(f"unknown reward kind {kind!r} in {spec!r}; use one of {', '.join(KINDS)}")
-    if kind == "gold":
+    if kind in ("gold", "random"):
+        if arg:
+            raise ValueError(f"reward spec {spec!r}: {kind} takes no model")
         return
     if not arg:
         raise ValueError(f"reward spec {spec!r} needs a model after the colon, e.g. 'raw:data/synth/proxy_contrastive'")
@@ -139,6 +152,8 @@ def make_reward(
         if gold is None:
             raise ValueError("reward 'gold' needs a task with a gold judge (the synthetic world has one)")
         return gold
+    if kind == "random":
+        return random_reward
     if kind.startswith("textnorm") and contrastive is None:
         raise ValueError(
             f"reward {spec!r} needs contrastive prompts: give the task (or make_reward) a contrastive "

@@ -22,7 +22,25 @@ if TYPE_CHECKING:
 
 
 def eps_fn(tuner: Finetuner, unet: torch.nn.Module, cond: Cond) -> ddim.EpsFn:
+    """The chain's model: ``unet`` at every step or, for the policy with ``untrained_steps='base'``,
+    at the trained steps only and the frozen base model at the others."""
+    if unet is tuner.policy and tuner.cfg.untrained_steps == "base":
+        trained = {int(tuner.chain.timesteps[i]) for i in tuner.trained_steps}
+        return lambda x, t: tuner.adapter.eps(unet if int(t) in trained else tuner.ref_unet, x, t, cond)
     return lambda x, t: tuner.adapter.eps(unet, x, t, cond)
+
+
+def kl_steps(tuner: Finetuner, eta: float) -> list[int]:
+    """The steps where the policy's chain can differ from the base model's: the trained steps when
+    the others run on the base model, else every stochastic step (a deterministic step run by the
+    policy has no KL: then the path KL does not bound the images' KL, see :func:`kl_is_bound`)."""
+    return list(tuner.trained_steps) if tuner.cfg.untrained_steps == "base" else tuner.chain.stochastic(eta)
+
+
+def kl_is_bound(tuner: Finetuner, eta: float) -> bool:
+    """Whether the logged path KL bounds the KL of the final images (data processing): every step the
+    policy runs is stochastic and counted."""
+    return tuner.cfg.untrained_steps == "base" or len(tuner.chain.stochastic(eta)) == len(tuner.chain)
 
 
 def encode(tuner: Finetuner, prompts: list[str]) -> Cond:
@@ -49,13 +67,15 @@ def sample(
     unet=None,
     rows: tuple[int, slice] | None = None,
     record: bool = True,
+    with_kl: bool = False,
 ) -> tuple[ddim.Trajectory, object]:
     """Trajectories of the given prompts under the current policy (or ``unet``), with the
     training autocast policy (``record=False``: x_0 only, for evaluation and pools).
     ``rows=(total, slice)``: the prompts are those rows of a batch of ``total`` (this process's
     shard); the noise is the whole batch's, sliced. In micro-batches of ``sample_batch``: each
     replays the generator from the same state and keeps its own rows of every draw, so a sample's
-    noise, and hence the samples, do not depend on the micro-batch size."""
+    noise, and hence the samples, do not depend on the micro-batch size. ``with_kl``: each sample's
+    path KL to the base model over :func:`kl_steps` (``Trajectory.kl``, nats)."""
     ad = tuner.adapter
     total, sl = rows if rows is not None else (len(prompts), slice(None))
     cond = encode(tuner, prompts)
@@ -84,6 +104,8 @@ def sample(
                     generator,
                     rows=sub_rows,
                     record=record,
+                    ref_fn=eps_fn(tuner, tuner.ref_unet, sub_cond) if with_kl else None,
+                    kl_steps=kl_steps(tuner, eta) if with_kl else (),
                 )
             )
     tuner.unet.train(was_training)
@@ -102,26 +124,36 @@ def rows_of(tuner: Finetuner, n: int) -> tuple[int, slice]:
 
 @torch.no_grad()
 def evaluate(tuner: Finetuner, eta: float | None = None) -> dict:
-    """Reward and gold of ``eval_samples`` images for each training prompt (``eval_*``) and each
-    held-out prompt (``heldout_*``), drawn with the same noise at every evaluation (paired).
-    eta: the training policy's by default; 0 for deterministic sampling."""
+    """Reward, gold and path KL to the base model (:func:`kl_steps`, nats) of ``eval_samples`` images
+    for each training prompt (``eval_*``) and each held-out prompt (``heldout_*``), drawn with the same
+    noise at every evaluation (paired): their means, and per prompt (``eval_prompt_*``: lists in the
+    order of the task's prompts). eta: the training policy's by default; 0 for deterministic sampling."""
     out = {}
-    for key, prompts, salt in (
-        ("eval", tuner.task.train_prompts, SALT_EVAL),
-        ("heldout", tuner.task.eval_prompts, SALT_HELDOUT),
+    eta_ = tuner.cfg.eta if eta is None else eta
+    for key, prompts, salt, per_prompt in (
+        ("eval", tuner.task.train_prompts, SALT_EVAL, tuner.cfg.eval_samples),
+        ("heldout", tuner.task.eval_prompts, SALT_HELDOUT, tuner.cfg.heldout_samples or tuner.cfg.eval_samples),
     ):
         if not prompts:
             continue
-        flat = repeat_prompts(prompts, tuner.cfg.eval_samples)
+        flat = repeat_prompts(prompts, per_prompt)
         rows = rows_of(tuner, len(flat))
         local = flat[rows[1]]
-        traj, _ = sample(tuner, local, make_generator(tuner.cfg.seed, 0, salt), eta=eta, rows=rows, record=False)
+        with_kl = eta_ > 0
+        traj, _ = sample(
+            tuner, local, make_generator(tuner.cfg.seed, 0, salt), eta=eta, rows=rows, record=False, with_kl=with_kl
+        )
         images = decode(tuner, traj.x0)
         values = reward_parts(tuner, images, local)
         if tuner.task.gold is not None:
             values["gold"] = np.asarray(tuner.task.gold(images, local), dtype=float)
+        if with_kl:
+            values["kl"] = traj.kl.double().cpu().numpy()
         values = combine_rewards(tuner, gather(tuner.accelerator, values))
         out.update({f"{key}_{k}": float(np.mean(v)) for k, v in values.items()})
+        by_prompt = np.arange(len(flat)) // per_prompt  # repeat_prompts: each prompt's rows together
+        for k, v in values.items():
+            out[f"{key}_prompt_{k}"] = [float(np.mean(v[by_prompt == j])) for j in range(len(prompts))]
     return out
 
 

@@ -43,5 +43,10 @@ class ProxyConfig:
     n_images: int = _f(2000, "contrastive: size of the fixed training set")
     beta: float = _f(3.0, "preference: weight of alignment in the simulated preference")
     gamma: float = _f(1.5, "preference: weight of object size (px) in the simulated preference")
+    n_pairs: int = _f(
+        0,
+        "preference: a fixed set of this many simulated comparisons, drawn once and reused (a finite dataset, as a "
+        "reward model's training set; fewer comparisons, a worse proxy); 0: fresh comparisons every step",
+    )
     seed: int = _f(0, "seed of the data and the initial weights")
     threads: int = _f(2, "torch threads (use 1 if anything else runs)")

@@ -14,7 +14,9 @@ r(x, y) = s cos(f(x), g(y)).
     v the gold verdict and size the objects' diameter in pixels (4 or 5), beta = 3, gamma = 1.5;
     loss = -log sigmoid(+-(r(x1, y) - r(x2, y))) for the sampled choice. Like ImageReward and
     PickScore, it learns an image-only preference alongside alignment, which TextNorm's softmax
-    over prompts cancels.
+    over prompts cancels. Comparisons are fresh every step, or (``n_pairs``) a fixed finite set
+    reused over epochs: a family of proxies of graded quality, as Gao et al. varied the reward
+    model's data and size.
 """
 
 from __future__ import annotations
@@ -76,6 +78,28 @@ def _embed(model: CLIPModel, processor: CLIPProcessor, images: np.ndarray, capti
     return torch.nn.functional.normalize(img, dim=-1), torch.nn.functional.normalize(txt, dim=-1)
 
 
+def simulate_comparisons(
+    rng: np.random.Generator, captions: list[str], n: int, beta: float, gamma: float
+) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """n simulated comparisons: a caption, two renders (each aligned with probability 1/2, object size
+    4 or 5 px) as (n, 2, H, W, 3) uint8, and whether the first was chosen (the module's model)."""
+    caps = list(rng.choice(captions, n))
+    pair_imgs, aligned, sizes = [], [], []
+    for c in caps:
+        for _ in range(2):
+            ok = rng.random() < 0.5
+            shown = c if ok else str(rng.choice(scenes.contrastive_captions(c)))
+            size = int(rng.choice((4, 5)))
+            pair_imgs.append(scenes.draw(shown, rng, sizes=(size,)))
+            aligned.append(ok)
+            sizes.append(size)
+    a = np.array(aligned, float).reshape(-1, 2)
+    sz = np.array(sizes, float).reshape(-1, 2)
+    p_first = 1 / (1 + np.exp(-(beta * (a[:, 0] - a[:, 1]) + gamma * (sz[:, 0] - sz[:, 1]))))
+    choice = rng.random(n) < p_first
+    return caps, np.stack(pair_imgs).reshape(n, 2, *pair_imgs[0].shape), choice
+
+
 def train_proxy(out: str | Path, cfg: ProxyConfig | None = None, progress: bool = True) -> dict:
     cfg = cfg or ProxyConfig()
     torch.set_num_threads(cfg.threads)
@@ -90,6 +114,11 @@ def train_proxy(out: str | Path, cfg: ProxyConfig | None = None, progress: bool 
         fixed_imgs = scenes.draw_batch(fixed_caps, seed=cfg.seed + 17)
     elif cfg.kind != "preference":
         raise ValueError(f"proxy kind must be 'contrastive' or 'preference', got {cfg.kind!r}")
+    if cfg.n_pairs < 0:
+        raise ValueError(f"n_pairs must be >= 0, got {cfg.n_pairs}")
+    fixed = None
+    if cfg.kind == "preference" and cfg.n_pairs:
+        fixed = simulate_comparisons(np.random.default_rng([cfg.seed, 23]), train, cfg.n_pairs, cfg.beta, cfg.gamma)
     log = []
     model.train()
     for step in tqdm(range(cfg.steps), disable=not progress, desc=f"train {cfg.kind} proxy"):
@@ -107,21 +136,15 @@ def train_proxy(out: str | Path, cfg: ProxyConfig | None = None, progress: bool 
                 + torch.nn.functional.cross_entropy(logits.T, target.T)
             )
         else:
-            caps = list(rng.choice(train, cfg.batch_size))
-            pair_imgs, aligned, sizes = [], [], []
-            for c in caps:
-                for _ in range(2):
-                    ok = rng.random() < 0.5
-                    shown = c if ok else str(rng.choice(scenes.contrastive_captions(c)))
-                    size = int(rng.choice((4, 5)))
-                    pair_imgs.append(scenes.draw(shown, rng, sizes=(size,)))
-                    aligned.append(ok)
-                    sizes.append(size)
-            a = np.array(aligned, float).reshape(-1, 2)
-            sz = np.array(sizes, float).reshape(-1, 2)
-            p_first = 1 / (1 + np.exp(-(cfg.beta * (a[:, 0] - a[:, 1]) + cfg.gamma * (sz[:, 0] - sz[:, 1]))))
-            choice = torch.tensor(rng.random(len(caps)) < p_first, dtype=torch.float32)
-            img, txt = _embed(model, processor, np.stack(pair_imgs), [c for c in caps for _ in range(2)])
+            if fixed is not None:  # a finite dataset: a batch of its comparisons
+                idx = rng.choice(cfg.n_pairs, cfg.batch_size, replace=cfg.n_pairs < cfg.batch_size)
+                caps, pair_imgs, choice = [fixed[0][i] for i in idx], fixed[1][idx], fixed[2][idx]
+            else:
+                caps, pair_imgs, choice = simulate_comparisons(rng, train, cfg.batch_size, cfg.beta, cfg.gamma)
+            choice = torch.tensor(choice, dtype=torch.float32)
+            img, txt = _embed(
+                model, processor, pair_imgs.reshape(-1, *pair_imgs.shape[2:]), [c for c in caps for _ in range(2)]
+            )
             r = (scale * (img * txt).sum(-1)).view(-1, 2)
             loss = torch.nn.functional.binary_cross_entropy_with_logits(r[:, 0] - r[:, 1], choice)
         opt.zero_grad(set_to_none=True)

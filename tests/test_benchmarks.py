@@ -21,7 +21,7 @@ def load(name: str):
 
 
 def test_gpu_script_runs_on_a_tiny_pipeline():
-    gpu = load("gpu_ddpo_sd21")
+    gpu = load("gpu_sd_scale")
     pipe = gpu.build_sd21_base(tiny=True)
     # the tokenizer the real script uses: padding to its length must not overflow (it was ~1e30)
     assert pipe.tokenizer.model_max_length == 77

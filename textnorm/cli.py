@@ -5,6 +5,7 @@
 - ``textnorm evaluate``  per-image scores -> per-prompt metrics in the published JSON layout
 - ``textnorm finetune``  fine-tune a generator against a reward (DDPO or reward-weighted SFT)
 - ``textnorm overopt``   the over-optimisation grid's run logs (read by the overoptimization chapter)
+- ``textnorm runs``      a set of fine-tuning runs from one parameter file (e.g. the paper's, params/paper_ddpo.yaml)
 """
 
 from __future__ import annotations
@@ -481,7 +482,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_overopt)
+
+    p = sub.add_parser(
+        "runs",
+        help="run a set of fine-tuning runs from one parameter file (e.g. params/paper_ddpo.yaml)",
+        description="Run every (prompt set, reward, seed) of a parameter file one after another, each into "
+        "OUT/RUN (checkpoints, metrics.jsonl) with its trained model exported to OUT/RUN/model (the LoRA for "
+        "diffusers' load_lora_weights). A finished run is skipped; --resume continues interrupted ones from their "
+        "checkpoints. The file's layout: textnorm.experiments.runs.",
+    )
+    p.add_argument("file", help="the parameter file (YAML or JSON)")
+    p.add_argument("--out", required=True, help="folder for the runs")
+    p.add_argument("--resume", action="store_true", help="continue the unfinished runs in --out")
+    p.add_argument("--only", action="append", default=[], metavar="RUN", help="only this run (repeat)")
+    p.add_argument("--list", action="store_true", help="list the file's runs and their state, train nothing")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_runs)
     return parser
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from textnorm.experiments import runs
+
+    if args.list:
+        for name, cfg in runs.configs(runs.read(args.file)).items():
+            folder = Path(args.out) / name
+            state = "finished" if runs.finished(folder) else "started" if folder.is_dir() else "not started"
+            print(f"{name}: {cfg.method}, reward {cfg.reward}, {cfg.steps} steps ({state})")
+        return 0
+    trained = runs.run_all(args.file, args.out, resume=args.resume, only=args.only or None, progress=not args.quiet)
+    print(f"trained {len(trained)} run(s) into {args.out}" + (f": {', '.join(trained)}" if trained else ""))
+    return 0
 
 
 def _cmd_overopt(args: argparse.Namespace) -> int:

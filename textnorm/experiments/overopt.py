@@ -156,7 +156,7 @@ BON_KEYS = ("prompts", "pool", "sample_steps", "seed", "eta", "sample_batch", "d
 _SET_BY_GRID = ("reward", "seed", "model", "judge")  # the grid sets them per run: a method's entry must not
 
 
-def _unknown(keys: Any, known: Sequence[str], where: str) -> None:
+def check_known(keys: Any, known: Sequence[str], where: str) -> None:
     import difflib
 
     for key in keys:
@@ -170,7 +170,7 @@ def _int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _check_type(where: str, value: Any, hint: Any) -> None:
+def check_type(where: str, value: Any, hint: Any) -> None:
     """A setting's value against its FinetuneConfig type (int, float, str, list[str], optional)."""
     optional = typing.get_origin(hint) in (typing.Union, types.UnionType)  # e.g. int | None
     if optional and value is None:
@@ -201,7 +201,7 @@ def validate_grid(grid: Any) -> None:
 
     if not isinstance(grid, Mapping):
         raise ValueError(f"a grid is a mapping of {', '.join(GRID_KEYS)}, got {type(grid).__name__}")
-    _unknown(grid, GRID_KEYS, "grid")
+    check_known(grid, GRID_KEYS, "grid")
     missing = [k for k in ("model", "rewards", "methods", "seeds") if k not in grid]
     if missing:
         raise ValueError(f"grid: missing {', '.join(missing)}")
@@ -216,10 +216,10 @@ def validate_grid(grid: Any) -> None:
     for name, r in rewards.items():
         if not isinstance(r, Mapping) or not isinstance(r.get("spec"), str):
             raise ValueError(f"grid: reward {name!r} needs a 'spec' string, e.g. {{spec: 'raw:PATH'}}")
-        _unknown(r, REWARD_KEYS, f"grid: reward {name!r}")
+        check_known(r, REWARD_KEYS, f"grid: reward {name!r}")
         for key in ("temperature", "lam"):
             if key in r:
-                _check_type(f"grid: reward {name!r}.{key}", r[key], float)
+                check_type(f"grid: reward {name!r}.{key}", r[key], float)
         try:
             check_spec(r["spec"])
         except ValueError as exc:
@@ -235,15 +235,15 @@ def validate_grid(grid: Any) -> None:
     for method, settings in methods.items():
         if not isinstance(settings, Mapping):
             raise ValueError(f"grid: methods[{method!r}] must be a mapping of settings")
-        _unknown(settings, [f for f in fields if f not in _SET_BY_GRID], f"grid: methods[{method!r}]")
+        check_known(settings, [f for f in fields if f not in _SET_BY_GRID], f"grid: methods[{method!r}]")
         for key, value in settings.items():
-            _check_type(f"grid: methods[{method!r}].{key}", value, hints[key])
+            check_type(f"grid: methods[{method!r}].{key}", value, hints[key])
         if settings.get("method", "ddpo") != method:
             raise ValueError(f"grid: methods[{method!r}] sets method={settings.get('method', 'ddpo')!r}")
     per_method = grid.get("method_rewards", {})
     if not isinstance(per_method, Mapping) or any(not isinstance(v, list) for v in per_method.values()):
         raise ValueError("grid: method_rewards must map a method to a list of reward names")
-    _unknown(per_method, list(methods), "grid: method_rewards")
+    check_known(per_method, list(methods), "grid: method_rewards")
     for method, name, seed in jobs(grid):
         try:
             cfg = run_config(grid, method, name, seed)
@@ -263,7 +263,7 @@ def validate_grid(grid: Any) -> None:
         b = grid["bon"]
         if not isinstance(b, Mapping):
             raise ValueError("grid: bon must be a mapping of prompts, pool, sample_steps, seed (and device)")
-        _unknown(b, BON_KEYS, "grid: bon")
+        check_known(b, BON_KEYS, "grid: bon")
         for key in ("pool", "sample_steps"):
             if not _int(b.get(key)) or b[key] < 1:
                 raise ValueError(f"grid: bon {key} must be an integer >= 1, got {b.get(key)!r}")

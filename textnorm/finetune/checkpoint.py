@@ -123,7 +123,7 @@ def _write(tuner: Finetuner, out: Path) -> CheckpointWriteError | None:
 
 def load(tuner: Finetuner, out: str | Path, allow_changed_inputs: bool = False) -> None:
     """Restore a run saved by :func:`save`, after checking that it is whole and
-    matches this run (settings other than ``steps``, parameter names and shapes, and the inputs'
+    matches this run (settings other than ``steps``, ``report_to`` and ``checkpoint_every``, parameter names and shapes, and the inputs'
     sha256 unless ``allow_changed_inputs``, which turns that refusal into a warning); anything
     else is a ValueError that says what is wrong."""
     path = Path(out) / "checkpoint.pt"
@@ -164,8 +164,9 @@ def load(tuner: Finetuner, out: str | Path, allow_changed_inputs: bool = False) 
             f"it ran on {saved_p} process(es), this run has {tuner.processes}; with several minibatches "
             "per round resume with the same number of processes"
         )
-    saved = {k: v for k, v in complete(state["config"]).items() if k != "steps"}  # later fields: defaults
-    now = {k: v for k, v in asdict(tuner.cfg).items() if k != "steps"}
+    free = ("steps", "report_to", "checkpoint_every")  # how long, and what watches or saves it: not the run
+    saved = {k: v for k, v in complete(state["config"]).items() if k not in free}  # later fields: defaults
+    now = {k: v for k, v in asdict(tuner.cfg).items() if k not in free}
     diff = sorted(k for k in now if saved.get(k) != now[k])
     if diff:
         raise ValueError(

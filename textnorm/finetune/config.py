@@ -55,6 +55,7 @@ class FinetuneConfig:
         "results do not depend on it beyond float rounding",
     )
     lr: float = _f(1e-4, "AdamW learning rate")
+    weight_decay: float = _f(0.0, "AdamW weight decay")
     lora_rank: int = _f(0, "LoRA rank on the attention projections; 0: full fine-tuning")
     warmup: int = _f(
         10,
@@ -143,6 +144,12 @@ class FinetuneConfig:
     seed: int = _f(0, "seed of every random draw of the run (the synthetic task's prompt set is fixed)")
     device: str = _f("cpu", "torch device")
     checkpoint_every: int = _f(0, "write a checkpoint every k steps (0: only at the end)")
+    report_to: str = _f(
+        "",
+        "an experiment tracker for every step's metrics and a few images per evaluation: tensorboard or wandb "
+        "(off by default; the tracker's package must be installed; needs an output folder)",
+        choices=("", "tensorboard", "wandb"),
+    )
 
 
 def validate(cfg: FinetuneConfig) -> None:
@@ -170,6 +177,7 @@ def validate(cfg: FinetuneConfig) -> None:
         "lam",
         "guidance_scale",
         "timestep_fraction",
+        "weight_decay",
     ):
         value = getattr(cfg, name)
         if not math.isfinite(value):
@@ -178,7 +186,7 @@ def validate(cfg: FinetuneConfig) -> None:
     for name in positive:
         if getattr(cfg, name) <= 0:
             raise ValueError(f"{name} must be > 0, got {getattr(cfg, name)}")
-    for name in ("kl_weight", "min_train_sigma", "pretrain_weight", "lam", "pool_eta"):
+    for name in ("kl_weight", "min_train_sigma", "pretrain_weight", "lam", "pool_eta", "weight_decay"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(cfg, name)}")
     if cfg.n_prompts < 1 or cfg.samples_per_prompt < 1:

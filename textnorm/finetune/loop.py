@@ -88,7 +88,7 @@ import torch
 from tqdm import tqdm
 
 from textnorm import ddim
-from textnorm.finetune import checkpoint, export, rwsft, sampling
+from textnorm.finetune import checkpoint, export, rwsft, sampling, tracking
 from textnorm.finetune.adapters import make_adapter
 from textnorm.finetune.bestofn import best_of_n
 from textnorm.finetune.checkpoint import (
@@ -177,13 +177,28 @@ def load_pipeline(path: str, device: str = "cpu") -> Any:
 
 class Finetuner:
     def __init__(
-        self, cfg: FinetuneConfig, pipe: Any = None, reward_fn: RewardFn | None = None, task: Task | None = None
+        self,
+        cfg: FinetuneConfig,
+        pipe: Any = None,
+        reward_fn: RewardFn | None = None,
+        task: Task | None = None,
+        trackers: list | None = None,
+        log_dir: str | Path | None = None,
     ) -> None:
+        """``trackers``: accelerate tracker names or ``GeneralTracker`` objects (default: ``cfg.report_to``),
+        writing under ``log_dir`` (the run's folder)."""
         validate(cfg)
         check_device(cfg.device)
         self.cfg = cfg
         from accelerate import Accelerator
+        from accelerate.utils import ProjectConfiguration
 
+        trackers = list(trackers) if trackers is not None else [cfg.report_to] if cfg.report_to else []
+        for name in trackers:
+            if isinstance(name, str):
+                tracking.check_available(name)
+                if log_dir is None:
+                    raise ValueError(f"report_to={name!r} needs an output folder (--out) for the tracker's files")
         _release_precision(cfg.mixed_precision)
         # first the Accelerator: under `accelerate launch` it decides this process's device
         self.accelerator = Accelerator(
@@ -191,7 +206,11 @@ class Finetuner:
             gradient_accumulation_steps=cfg.grad_accum,
             cpu=cfg.device == "cpu",
             device_placement=False,
+            log_with=trackers or None,
+            project_config=ProjectConfiguration(project_dir=str(log_dir) if log_dir is not None else None),
         )
+        self.tracking = bool(trackers)
+        self.eval_images: tuple[np.ndarray, list[str]] | None = None  # an evaluation's first images (trackers)
         self.device = resolve_device(self.accelerator, cfg.device)
         self.processes, self.rank = self.accelerator.num_processes, self.accelerator.process_index
         _check_split(cfg, self.processes)
@@ -271,7 +290,7 @@ class Finetuner:
             raise ValueError("no trainable parameters (LoRA found no attention projections?)")
         for p in self.params:
             p.data = p.data.float()
-        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=0.0)
+        self.opt = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         # several processes: self.unet is the DDP-wrapped model (gradients averaged over processes);
         # sampling and evaluation, which need no gradients, run the bare model (self.policy)
         self.unet, self.opt = self.accelerator.prepare(unet, self.opt)
@@ -348,6 +367,8 @@ class Finetuner:
         row = {"step": self.step}
         if self.eval_due(self.step):
             row.update(self.evaluate())
+            if self.tracking and self.eval_images is not None and self.accelerator.is_main_process:
+                tracking.log_images(self.accelerator.trackers, *self.eval_images, step=self.step)
         self.unet.train()
         row.update(ddpo_round(self) if self.cfg.method == "ddpo" else rwsft_update(self))
         for key in ("loss",):
@@ -387,15 +408,25 @@ class Finetuner:
             desc=f"{self.cfg.method} ({self.cfg.reward})",
         )
         log = RunLog(Path(out) / "metrics.jsonl", self.metrics) if out and main else None
+        if self.tracking:
+            self.accelerator.init_trackers("textnorm-finetune", config=tracking.scalars_and_text(self.cfg))
         for _ in bar:
             row = self.run_step()
             if log is not None:
                 log.append(row)  # on disk as the step ends: a crash loses no finished step's row
+            if self.tracking:
+                self.accelerator.log(tracking.scalars(row), step=row["step"])
             bar.set_postfix({k: f"{row[k]:.3f}" for k in ("reward", "gold", "loss") if k in row})
             if out and self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
                 self.save_checkpoint(out)
         # the model after the last update (kept apart from the per-step metrics)
         self.final_eval = {"step": self.step, **self.evaluate()} if self.cfg.eval_every else {}
+        if self.tracking:
+            if self.final_eval:
+                self.accelerator.log(tracking.scalars(self.final_eval), step=self.step)
+                if self.eval_images is not None and main:
+                    tracking.log_images(self.accelerator.trackers, *self.eval_images, step=self.step)
+            self.accelerator.end_training()
         if out:
             self.save_checkpoint(out)  # checks that the replicas agree, then writes
         else:
@@ -486,7 +517,7 @@ def finetune(
             )
         if held:
             raise FileExistsError(f"{out} holds a run ({', '.join(held)}); resume it, or overwrite it explicitly")
-    tuner = Finetuner(cfg, pipe=pipe, reward_fn=reward_fn, task=task)
+    tuner = Finetuner(cfg, pipe=pipe, reward_fn=reward_fn, task=task, log_dir=out)
     if out is not None and overwrite and not resume:
         if tuner.accelerator.is_main_process:
             for name in RUN_FILES:  # no old run left to resume by mistake

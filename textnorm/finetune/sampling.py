@@ -144,6 +144,10 @@ def evaluate(tuner: Finetuner, eta: float | None = None) -> dict:
             tuner, local, make_generator(tuner.cfg.seed, 0, salt), eta=eta, rows=rows, record=False, with_kl=with_kl
         )
         images = decode(tuner, traj.x0)
+        if key == "eval" and getattr(tuner, "tracking", False):  # a few of them for the trackers (main process's)
+            from textnorm.finetune.tracking import pick_images
+
+            tuner.eval_images = pick_images(images, local, min(per_prompt, len(images)))
         values = reward_parts(tuner, images, local)
         if tuner.task.gold is not None:
             values["gold"] = np.asarray(tuner.task.gold(images, local), dtype=float)

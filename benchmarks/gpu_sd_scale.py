@@ -7,10 +7,10 @@ tokenizer is a small offline one (token ids only feed the random text encoder, s
 real model's). ``--tiny`` builds the same pipeline from tiny configs and runs on the CPU: the
 test suite uses it to cover this script's whole path.
 
-    python benchmarks/gpu_ddpo_sd21.py --rounds 3 --prompts 2 --samples-per-prompt 4
-    python benchmarks/gpu_ddpo_sd21.py --rounds 2 --prompts 2 --samples-per-prompt 128 --batch-size 8 \
+    python benchmarks/gpu_sd_scale.py --rounds 3 --prompts 2 --samples-per-prompt 4
+    python benchmarks/gpu_sd_scale.py --rounds 2 --prompts 2 --samples-per-prompt 128 --batch-size 8 \
         --sample-steps 50 --sample-batch 16        # a round of the paper's size (256 samples, guidance 5)
-    python benchmarks/gpu_ddpo_sd21.py --tiny --rounds 1       # CPU check of the same code
+    python benchmarks/gpu_sd_scale.py --tiny --rounds 1       # CPU check of the same code
 """
 
 from __future__ import annotations

@@ -81,6 +81,8 @@ def test_a_grid_with_a_reward_model_as_gold_runs_on_stable_diffusion(models, tmp
         assert len(e["eval_prompt_gold"]) == 2 and len(e["eval_prompt_kl"]) == 2
         assert e["eval_gold"] == pytest.approx(np.mean(e["eval_prompt_gold"]))
     assert log["evals"][0]["eval_kl"] == 0.0 and log["evals"][-1]["eval_kl"] > 0
+    ev = L["evaluations"]  # one row per run, evaluation and training prompt
+    assert len(ev) == 4 * 3 * 2 and set(ev.prompt) == set(PROMPTS) and (ev[ev.step == 0].gold_change == 0).all()
 
 
 def test_a_judge_must_be_one_reward_models_raw_score(models, tmp_path):

@@ -525,8 +525,9 @@ def _read_json(path: Path) -> Any:
 
 def load(folder: str | Path) -> dict[str, Any]:
     """The logs of a complete grid: ``grid``, ``steps`` (one row per run and step), ``evals``
-    (before/after evaluations, one row per run), ``logs`` (run name -> log) and ``bon`` (the pool's
-    arrays). Checks every file against data/MANIFEST.json when the folder is recorded there, and
+    (before/after evaluations, one row per run), ``evaluations`` (every evaluation per training
+    prompt, :func:`textnorm.stats.endpoint.eval_table`; None for logs without them), ``logs`` (run
+    name -> log) and ``bon`` (the pool's arrays). Checks every file against data/MANIFEST.json when the folder is recorded there, and
     that no run is missing."""
     from textnorm import manifest
     from textnorm.finetune.config import complete
@@ -566,13 +567,26 @@ def load(folder: str | Path) -> dict[str, Any]:
                 **{f"{k}_after": v for k, v in log["after"].items()},
             }
         )
+    # per-prompt evaluations with the path KL (logs written since textnorm logged them; None for older logs)
+    from textnorm.stats.endpoint import eval_table
+
+    pairs = [({"method": m, "reward_name": n, "seed": s}, logs[run_name(m, n, s)]) for m, n, s in jobs(grid)]
+    has_evals = all(log.get("evals") and "eval_prompt_names" in log["evals"][0] for _, log in pairs)
+    evaluations = eval_table(pairs) if has_evals else None
     bon = None
     if "bon" in grid and not (folder / "bon.npz").exists():
         raise FileNotFoundError(f"{folder / 'bon.npz'} is missing: the grid is incomplete (run it again with --resume)")
     if (folder / "bon.npz").exists():
         with np.load(folder / "bon.npz", allow_pickle=False) as z:
             bon = {k: z[k] for k in z.files}
-    return {"grid": grid, "steps": pd.DataFrame(steps), "evals": pd.DataFrame(evals), "logs": logs, "bon": bon}
+    return {
+        "grid": grid,
+        "steps": pd.DataFrame(steps),
+        "evals": pd.DataFrame(evals),
+        "evaluations": evaluations,
+        "logs": logs,
+        "bon": bon,
+    }
 
 
 def _replay_job(job: tuple) -> tuple[dict[str, float], dict]:

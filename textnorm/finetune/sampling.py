@@ -158,6 +158,7 @@ def evaluate(tuner: Finetuner, eta: float | None = None) -> dict:
         by_prompt = np.arange(len(flat)) // per_prompt  # repeat_prompts: each prompt's rows together
         for k, v in values.items():
             out[f"{key}_prompt_{k}"] = [float(np.mean(v[by_prompt == j])) for j in range(len(prompts))]
+        out[f"{key}_prompt_names"] = list(prompts)
     return out
 
 

@@ -1,0 +1,214 @@
+"""The over-optimisation experiment's curves and its pre-specified primary endpoint, from the runs'
+evaluations (fixed noise, the same at every evaluation of a run, so changes are paired).
+
+A run (method m, reward r, seed s) is evaluated at steps k = 0 (the base model) and later; each
+evaluation gives, per training prompt p, gold g_k[p] (the share of the prompt's images judged
+aligned, or a judge model's mean score) and the run's path KL to the base model (nats, the mean over
+its evaluation images; an upper bound on the images' KL when the untrained steps run on the base
+model). With d = sqrt(KL):
+
+    curve_{r,s,p}(d)  = g_k[p] - g_0[p] at the evaluations, linear in d between them (sorted by d)
+    area_{r,s,p}(D)   = (1 / D) integral_0^D curve(d) dd      the mean gold change over d in [0, D]
+
+Primary endpoint of a pair (a raw proxy and its TextNorm reward), fixed before the runs:
+
+    Delta = mean over seeds s and prompts p of [area_{TextNorm,s,p}(D) - area_{raw,s,p}(D)],
+    D     = the smallest of the largest d reached by the pair's runs (both observed on [0, D]);
+
+the same seed of both rewards shares its evaluation noise (paired). Uncertainty: a crossed bootstrap
+that resamples seeds and prompts with replacement (both are units); the percentile interval, the
+bootstrap p-value 2 min(P*(Delta <= 0), P*(Delta >= 0)) and its Holm adjustment over the pairs.
+The minimum detectable effect at 80% power and two-sided 5% is (z_0.975 + z_0.8) SE = 2.80 SE,
+SE the bootstrap standard deviation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+MDE_FACTOR = float(stats.norm.ppf(0.975) + stats.norm.ppf(0.8))  # 2.80
+
+
+def eval_table(runs: Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]], key: str = "eval") -> pd.DataFrame:
+    """One row per (method, reward, seed, step, prompt) of the runs' evaluations, from (keys, log)
+    pairs (keys: method, reward_name, seed; ``key``: eval for the training prompts, heldout for the
+    held-out ones): gold, reward, the run's sqrt KL, and the changes of gold and reward from the
+    run's first evaluation."""
+    rows = []
+    for keys, log in runs:
+        evals = log.get("evals") or []
+        if not evals:
+            raise ValueError("a run log without evaluations (written by an older textnorm): re-run the grid")
+        first = evals[0]
+        if first["step"] != 0 or first.get(f"{key}_kl", 0.0) != 0.0:
+            raise ValueError("a run's first evaluation must be of the base model (step 0, KL 0)")
+        prompts = first[f"{key}_prompt_names"]
+        for e in evals:
+            kl = max(e[f"{key}_kl"], 0.0)
+            for j, p in enumerate(prompts):
+                rows.append(
+                    {
+                        "method": keys["method"],
+                        "reward_name": keys["reward_name"],
+                        "seed": keys["seed"],
+                        "step": e["step"],
+                        "prompt": p,
+                        "sqrt_kl": float(np.sqrt(kl)),
+                        "gold": e[f"{key}_prompt_gold"][j],
+                        "reward": e[f"{key}_prompt_reward"][j],
+                        "gold_change": e[f"{key}_prompt_gold"][j] - first[f"{key}_prompt_gold"][j],
+                        "reward_change": e[f"{key}_prompt_reward"][j] - first[f"{key}_prompt_reward"][j],
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def curve_at(d: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """The piecewise-linear curve through (d, y), sorted by d (equal d averaged), at ``grid``
+    (which must lie within the observed d)."""
+    d, y = np.asarray(d, float), np.asarray(y, float)
+    order = np.argsort(d, kind="stable")
+    d, y = d[order], y[order]
+    ud, inv = np.unique(d, return_inverse=True)
+    uy = np.bincount(inv, weights=y) / np.bincount(inv)
+    if grid.max() > ud.max() + 1e-12:
+        raise ValueError(f"the curve is observed up to d = {ud.max():.3g}, asked for {grid.max():.3g}")
+    return np.interp(grid, ud, uy)
+
+
+def areas(table: pd.DataFrame, reward: str, D: float, method: str = "ddpo", n_grid: int = 64) -> np.ndarray:
+    """(seeds, prompts): the mean gold change over d in [0, D] of each run and prompt (seeds and
+    prompts sorted)."""
+    g = table[(table.method == method) & (table.reward_name == reward)]
+    grid = np.linspace(0, D, n_grid)
+    seeds, prompts = sorted(g.seed.unique()), list(dict.fromkeys(g.prompt))
+    out = np.empty((len(seeds), len(prompts)))
+    for i, s in enumerate(seeds):
+        for j, p in enumerate(prompts):
+            run = g[(g.seed == s) & (g.prompt == p)]
+            # the trapezoid mean over an even grid (the curve is linear between evaluations)
+            out[i, j] = np.trapezoid(curve_at(run.sqrt_kl.to_numpy(), run.gold_change.to_numpy(), grid), grid) / D
+    return out
+
+
+def reach(table: pd.DataFrame, reward: str, method: str = "ddpo") -> float:
+    """The smallest, over the reward's runs, of the largest sqrt KL a run reached."""
+    g = table[(table.method == method) & (table.reward_name == reward)]
+    return float(g.groupby("seed").sqrt_kl.max().min())
+
+
+def crossed_bootstrap(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+    """Means of ``values`` (seeds, prompts) over n_boot crossed resamples of seeds and prompts."""
+    rng = np.random.default_rng(seed)
+    S, P = values.shape
+    si = rng.integers(0, S, (n_boot, S))
+    pi = rng.integers(0, P, (n_boot, P))
+    return np.array([values[np.ix_(a, b)].mean() for a, b in zip(si, pi)])
+
+
+def primary_endpoint(
+    table: pd.DataFrame,
+    pairs: Sequence[tuple[str, str]],
+    method: str = "ddpo",
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> pd.DataFrame:
+    """One row per pair (raw, TextNorm): D, Delta with its interval, bootstrap p, Holm p over the
+    pairs, SE and the minimum detectable effect; also each reward's own mean gold change over [0, D]."""
+    from textnorm.stats.metrics import holm
+
+    rows = []
+    for raw, cal in pairs:
+        D = min(reach(table, raw, method), reach(table, cal, method))
+        if not D > 0:
+            raise ValueError(f"pair ({raw}, {cal}): a run never moved from the base model (sqrt KL 0)")
+        a_raw, a_cal = areas(table, raw, D, method), areas(table, cal, D, method)
+        if a_raw.shape != a_cal.shape:
+            raise ValueError(f"pair ({raw}, {cal}): the two rewards have different seeds or prompts")
+        diff = a_cal - a_raw
+        boot = crossed_bootstrap(diff, n_boot, seed)
+        lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+        p = min(1.0, 2 * min(np.mean(boot <= 0), np.mean(boot >= 0)))
+        rows.append(
+            {
+                "raw": raw,
+                "textnorm": cal,
+                "D": D,
+                "raw_area": a_raw.mean(),
+                "textnorm_area": a_cal.mean(),
+                "difference": diff.mean(),
+                "low": lo,
+                "high": hi,
+                "p": p,
+                "se": boot.std(ddof=1),
+                "mde": MDE_FACTOR * boot.std(ddof=1),
+                "seeds": diff.shape[0],
+                "prompts": diff.shape[1],
+            }
+        )
+    out = pd.DataFrame(rows)
+    out["p_holm"] = holm(out.p.to_numpy()) if len(out) else []
+    return out
+
+
+def mean_curve(
+    table: pd.DataFrame, reward: str, grid: np.ndarray, method: str = "ddpo", n_boot: int = 2000, seed: int = 0
+) -> pd.DataFrame:
+    """The mean over seeds and prompts of the gold change at each d of ``grid`` (within every run's
+    reach), with a crossed-bootstrap 95% band."""
+    g = table[(table.method == method) & (table.reward_name == reward)]
+    seeds, prompts = sorted(g.seed.unique()), list(dict.fromkeys(g.prompt))
+    vals = np.empty((len(grid), len(seeds), len(prompts)))
+    for i, s in enumerate(seeds):
+        for j, p in enumerate(prompts):
+            run = g[(g.seed == s) & (g.prompt == p)]
+            vals[:, i, j] = curve_at(run.sqrt_kl.to_numpy(), run.gold_change.to_numpy(), grid)
+    rows = []
+    for k, d in enumerate(grid):
+        boot = crossed_bootstrap(vals[k], n_boot, seed)
+        lo, hi = np.quantile(boot, [0.025, 0.975])
+        rows.append({"reward_name": reward, "sqrt_kl": d, "gold_change": vals[k].mean(), "low": lo, "high": hi})
+    return pd.DataFrame(rows)
+
+
+def rise_and_fall(
+    table: pd.DataFrame, reward: str, method: str = "ddpo", n_grid: int = 32, n_boot: int = 2000, seed: int = 0
+) -> dict[str, float | bool]:
+    """Whether the reward's mean gold change rises and then falls over the d every run reached:
+    the peak of the mean curve (its d and change, with the change's interval), and the change from
+    the peak to the end (with its interval). ``rises``: the peak's interval lies above 0; ``falls``:
+    the end-minus-peak interval lies below 0 (the peak is chosen on the same data, so a resolved
+    rise is read as an upper estimate)."""
+    D = reach(table, reward, method)
+    grid = np.linspace(0, D, n_grid)
+    g = table[(table.method == method) & (table.reward_name == reward)]
+    seeds, prompts = sorted(g.seed.unique()), list(dict.fromkeys(g.prompt))
+    vals = np.empty((n_grid, len(seeds), len(prompts)))
+    for i, s in enumerate(seeds):
+        for j, p in enumerate(prompts):
+            run = g[(g.seed == s) & (g.prompt == p)]
+            vals[:, i, j] = curve_at(run.sqrt_kl.to_numpy(), run.gold_change.to_numpy(), grid)
+    mean = vals.mean(axis=(1, 2))
+    k = int(np.argmax(mean))
+    peak = crossed_bootstrap(vals[k], n_boot, seed)
+    drop = crossed_bootstrap(vals[-1] - vals[k], n_boot, seed)
+    out = {
+        "reach": D,
+        "peak_sqrt_kl": float(grid[k]),
+        "peak": float(mean[k]),
+        "peak_low": float(np.quantile(peak, 0.025)),
+        "peak_high": float(np.quantile(peak, 0.975)),
+        "end": float(mean[-1]),
+        "end_minus_peak": float(mean[-1] - mean[k]),
+        "drop_low": float(np.quantile(drop, 0.025)),
+        "drop_high": float(np.quantile(drop, 0.975)),
+    }
+    out["rises"] = out["peak_low"] > 0
+    out["falls"] = out["drop_high"] < 0
+    return out

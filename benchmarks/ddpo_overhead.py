@@ -5,7 +5,8 @@ epochs must run, at the least:
 
     sampling    T forward passes (no grad) on n samples
     reference   K forward passes (no grad) on n samples (the logged KL and the KL penalty)
-    training    E * n / b minibatches x K forward + backward passes on b samples
+    training    E * n / b minibatches x ceil(f K) forward + backward passes on b samples
+                (f: timestep_fraction, the share of the trained steps each minibatch trains)
 
 ``bare`` times exactly these UNet calls; ``loop`` times ``Finetuner.run_step()``, which also
 encodes prompts, decodes, scores, computes log-probabilities, ratios and gradient norms, and
@@ -13,12 +14,16 @@ steps the optimiser. Printed side by side in one run:
 
     overhead = loop / bare          (target <= 1.2)
 
-    python benchmarks/ddpo_overhead.py --threads 1
+for each timestep fraction given, with the round time of the first (all trained steps) as the
+reference for the speed-up:
+
+    python benchmarks/ddpo_overhead.py --threads 1 --timestep-fraction 1 0.5 0.25
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 import torch
@@ -45,8 +50,9 @@ def bare_round(tuner) -> None:
                 ad.eps(tuner.ref_unet, x[part], t, c)
     sub = encode(tuner, prompts[: cfg.batch_size])
     xb = x[: cfg.batch_size]
+    trained = max(1, math.ceil(cfg.timestep_fraction * K))  # steps each minibatch trains
     for _ in range(cfg.inner_epochs * n // cfg.batch_size):
-        for _ in range(K):
+        for _ in range(trained):
             with tuner.accelerator.autocast():
                 out = ad.eps(tuner.unet, xb, t, sub)
             tuner.accelerator.backward(out.float().pow(2).mean())
@@ -69,6 +75,8 @@ def main() -> None:
     ap.add_argument("--sample-steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--timestep-fraction", type=float, nargs="+", default=[1.0, 0.5])
+    ap.add_argument("--sample-batch", type=int, default=0, help="samples per UNet call in sampling (0: all)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -77,33 +85,42 @@ def main() -> None:
 
     prompts = [f"{w} red circles" for w in ("two", "three", "four")] + ["a red circle"]
     prompts = (prompts * (args.prompts // 4 + 1))[: args.prompts]
-    cfg = FinetuneConfig(
-        method="ddpo",
-        steps=args.repeats + 1,
-        n_prompts=args.prompts,
-        samples_per_prompt=args.samples_per_prompt,
-        batch_size=args.batch_size,
-        inner_epochs=args.inner_epochs,
-        sample_steps=args.sample_steps,
-        min_train_sigma=0.05,
-        task="prompts",
-    )
-    tuner = Finetuner(
-        cfg, pipe=SynthPipeline.build(), reward_fn=brightness, task=plain_task(list(dict.fromkeys(prompts)))
-    )
-    tuner.run_step()  # warm-up
-    bare_round(tuner)
-    loop_t = min(_timed(tuner.run_step) for _ in range(args.repeats))
-    bare_t = min(_timed(lambda: bare_round(tuner)) for _ in range(args.repeats))
     n = args.prompts * args.samples_per_prompt
+    rows = []
+    for fraction in args.timestep_fraction:
+        cfg = FinetuneConfig(
+            method="ddpo",
+            steps=args.repeats + 1,
+            n_prompts=args.prompts,
+            samples_per_prompt=args.samples_per_prompt,
+            batch_size=args.batch_size,
+            inner_epochs=args.inner_epochs,
+            sample_steps=args.sample_steps,
+            min_train_sigma=0.05,
+            task="prompts",
+            timestep_fraction=fraction,
+            sample_batch=args.sample_batch,
+        )
+        tuner = Finetuner(
+            cfg, pipe=SynthPipeline.build(), reward_fn=brightness, task=plain_task(list(dict.fromkeys(prompts)))
+        )
+        tuner.run_step()  # warm-up
+        bare_round(tuner)
+        loop_t = min(_timed(tuner.run_step) for _ in range(args.repeats))
+        bare_t = min(_timed(lambda t=tuner: bare_round(t)) for _ in range(args.repeats))
+        rows.append((fraction, len(tuner.trained_steps), bare_t, loop_t))
     print(
-        f"DDPO round: {n} samples x {args.sample_steps} DDIM steps ({len(tuner.trained_steps)} trained), "
-        f"minibatch {args.batch_size}, {args.inner_epochs} inner epoch(s), {args.threads} thread(s), "
+        f"DDPO round: {n} samples x {args.sample_steps} DDIM steps, minibatch {args.batch_size}, "
+        f"{args.inner_epochs} inner epoch(s), sample batch {args.sample_batch or n}, {args.threads} thread(s), "
         f"best of {args.repeats}"
     )
-    print(f"{'bare UNet passes':24}{bare_t:8.3f} s")
-    print(f"{'loop round':24}{loop_t:8.3f} s")
-    print(f"overhead ratio loop / bare: {loop_t / bare_t:.2f}")
+    print(f"{'timestep fraction':>18}{'trained':>9}{'bare UNet s':>13}{'loop s':>9}{'loop/bare':>11}{'speed-up':>10}")
+    for fraction, k, bare_t, loop_t in rows:
+        trained = max(1, math.ceil(fraction * k))
+        print(
+            f"{fraction:>18.2f}{f'{trained}/{k}':>9}{bare_t:>13.3f}{loop_t:>9.3f}{loop_t / bare_t:>11.2f}"
+            f"{rows[0][3] / loop_t:>10.2f}"
+        )
 
 
 def _timed(fn) -> float:

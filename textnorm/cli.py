@@ -6,6 +6,7 @@
 - ``textnorm finetune``  fine-tune a generator against a reward (DDPO or reward-weighted SFT)
 - ``textnorm overopt``   the over-optimisation grid's run logs (read by the overoptimization chapter)
 - ``textnorm runs``      a set of fine-tuning runs from one parameter file (e.g. the paper's, params/paper_ddpo.yaml)
+- ``textnorm contrastive``  contrastive prompts of any prompts (a local LLM or the rules) as the JSON --contrastive reads
 """
 
 from __future__ import annotations
@@ -498,7 +499,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list the file's runs and their state, train nothing")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_runs)
+
+    p = sub.add_parser(
+        "contrastive",
+        help="write contrastive prompts of any prompts to a JSON file (for --contrastive)",
+        description="Contrastive prompts for TextNorm, written as the JSON file {prompt: [contrastive prompts]} that "
+        "`textnorm finetune --contrastive FILE` reads: from a local causal LM (hub id or folder; sampling seeded per "
+        "prompt) or from the rule-based counting and composition generators. A prompt that gets no contrastive "
+        "prompt is named and nothing is written.",
+    )
+    p.add_argument("--prompt", action="append", default=[], help="a prompt (repeat)")
+    p.add_argument("--prompts-file", default=None, help="a text file of prompts, one per line")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--llm", default=None, metavar="MODEL", help="a causal LM: hub id or local folder")
+    src.add_argument("--rules", action="store_true", help="the rule-based generators (counting, composition)")
+    p.add_argument("-n", type=int, default=20, help="LLM: contrastive prompts per prompt (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", required=True, help="the JSON file to write")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=_cmd_contrastive)
     return parser
+
+
+def _cmd_contrastive(args: argparse.Namespace) -> int:
+    prompts = list(args.prompt)
+    if args.prompts_file:
+        prompts += [line.strip() for line in Path(args.prompts_file).read_text(encoding="utf-8").splitlines()]
+    prompts = list(dict.fromkeys(p for p in prompts if p))
+    if not prompts:
+        raise CLIError("no prompts: give --prompt (repeat) or --prompts-file")
+    if args.n < 1:
+        raise CLIError("-n must be >= 1")
+    out = _check_out(args.out, overwrite=args.overwrite)
+    if args.llm:
+        from textnorm.finetune.inputs import check_device
+        from textnorm.rewards.contrastive import llm_contrastive_prompts
+
+        check_device(args.device)
+        sets = llm_contrastive_prompts(prompts, args.llm, n=args.n, device=args.device, seed=args.seed)
+    else:
+        from textnorm.finetune.task import rule_contrastive
+
+        sets = {}
+        for p in prompts:
+            try:
+                sets[p] = rule_contrastive(p)
+            except ValueError:
+                sets[p] = []
+    empty = [p for p, c in sets.items() if not c]
+    if empty:
+        raise CLIError(f"no contrastive prompts for {len(empty)} prompt(s): " + "; ".join(repr(p) for p in empty))
+    atomic_write(out, lambda f: f.write((json.dumps(sets, indent=1, ensure_ascii=False) + "\n").encode()))
+    print(f"wrote contrastive prompts of {len(sets)} prompt(s) to {out}")
+    return 0
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:

@@ -91,3 +91,28 @@ def test_logs_must_start_at_the_base_model():
     assert isinstance(
         endpoint.eval_table([_log("ddpo", "r", 0, [0, 1], [0, 1], [[0.1, 0.2], [0.3, 0.2]])]), pd.DataFrame
     )
+
+
+def test_proxy_agreement_reads_a_perfect_a_useless_and_an_inverted_reward():
+    rng = np.random.default_rng(0)
+    gold = (rng.random((5, 40)) < 0.5).astype(float)
+    bon = {
+        "gold": gold,
+        "reward:perfect": gold + rng.normal(0, 0.01, gold.shape),
+        "reward:noise": rng.normal(size=gold.shape),
+        "reward:inverted": -gold,
+    }
+    out = endpoint.proxy_agreement(bon, n_boot=200).set_index("reward")
+    assert out.loc["perfect", "agreement"] == pytest.approx(1.0) and out.loc["inverted", "agreement"] == 0.0
+    assert 0.3 < out.loc["noise", "agreement"] < 0.7 and (out.measure == "AUROC").all()
+    judge = {"gold": rng.normal(size=(4, 30))}
+    judge["reward:same"] = judge["gold"] * 2
+    assert endpoint.proxy_agreement(judge, n_boot=100).set_index("reward").loc["same", "agreement"] == pytest.approx(1)
+
+
+def test_the_crossed_bootstrap_resamples_seeds_and_prompts_together():
+    values = np.arange(12.0).reshape(3, 4)
+    boot = endpoint.crossed_bootstrap(values, n_boot=300, seed=1)
+    rng = np.random.default_rng(1)  # the same draws, by the definition: values[seeds][:, prompts].mean()
+    si, pi = rng.integers(0, 3, (300, 3)), rng.integers(0, 4, (300, 4))
+    assert np.allclose(boot, [values[np.ix_(a, b)].mean() for a, b in zip(si, pi)])

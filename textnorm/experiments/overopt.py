@@ -9,6 +9,8 @@ A grid is plain JSON-able data (``CPU_GRID`` is the default; a GPU user passes a
                           prompts, [] = the task's}, "rwsft": {...}},
      "method_rewards": {"rwsft": [names]}   (a method without an entry trains every reward),
      "seeds": [...],
+     "pairs": [[raw, TextNorm], ...] the reward pairs whose primary endpoint the chapter tests
+              (named before the runs; optional),
      "judge": optional reward spec logged as gold in place of the task's judge (raw:PATH: a reward
               model as gold, as Gao et al.; e.g. on Stable Diffusion),
      "bon": {"prompts": "train" (the first method's training prompts) | a list of prompts | K (K
@@ -150,7 +152,7 @@ def run_config(grid: Mapping[str, Any], method: str, reward: str, seed: int):
     return cfg
 
 
-GRID_KEYS = ("model", "rewards", "methods", "method_rewards", "seeds", "judge", "bon")
+GRID_KEYS = ("model", "rewards", "methods", "method_rewards", "seeds", "judge", "pairs", "bon")
 REWARD_KEYS = ("spec", "temperature", "lam")
 BON_KEYS = ("prompts", "pool", "sample_steps", "seed", "eta", "sample_batch", "device")
 _SET_BY_GRID = ("reward", "seed", "model", "judge")  # the grid sets them per run: a method's entry must not
@@ -224,6 +226,16 @@ def validate_grid(grid: Any) -> None:
             check_spec(r["spec"])
         except ValueError as exc:
             raise ValueError(f"grid: reward {name!r}: {exc}") from None
+    if "pairs" in grid:
+        pairs = grid["pairs"]
+        if not isinstance(pairs, list) or not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(n, str) for n in p) for p in pairs
+        ):
+            raise ValueError(f"grid: pairs must be a list of [raw reward, TextNorm reward] name pairs, got {pairs!r}")
+        for raw, cal in pairs:
+            missing = [n for n in (raw, cal) if n not in rewards]
+            if missing or raw == cal:
+                raise ValueError(f"grid: pair [{raw!r}, {cal!r}] must name two different rewards of the grid")
     if "judge" in grid:
         if not isinstance(grid["judge"], str):
             raise ValueError(f"grid: judge must be a reward spec string such as 'raw:PATH', got {grid['judge']!r}")

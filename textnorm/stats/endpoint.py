@@ -108,7 +108,8 @@ def crossed_bootstrap(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> 
     S, P = values.shape
     si = rng.integers(0, S, (n_boot, S))
     pi = rng.integers(0, P, (n_boot, P))
-    return np.array([values[np.ix_(a, b)].mean() for a, b in zip(si, pi)])
+    rows = values[si]  # (n_boot, S, P): the resampled seeds
+    return np.take_along_axis(rows, np.repeat(pi[:, None, :], S, axis=1), axis=2).mean(axis=(1, 2))
 
 
 def primary_endpoint(
@@ -212,3 +213,43 @@ def rise_and_fall(
     out["rises"] = out["peak_low"] > 0
     out["falls"] = out["drop_high"] < 0
     return out
+
+
+def proxy_agreement(bon: Mapping[str, np.ndarray], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """How well each reward of a best-of-n pool (the base model's samples of the training prompts)
+    tracks gold within a prompt: the mean over prompts of the AUROC of the reward for gold (a 0/1
+    judge; prompts whose pool is all aligned or all not are left out) or of Spearman's correlation
+    (a judge with continuous scores), with a bootstrap interval over prompts; and the same for the
+    images' brightness (a flaw to compare with)."""
+    from textnorm.stats.metrics import auroc
+
+    gold = np.asarray(bon["gold"], float)
+    binary = bool(np.isin(gold, (0.0, 1.0)).all())
+    scores = {k.split(":", 1)[1]: np.asarray(v, float) for k, v in bon.items() if k.startswith("reward:")}
+    if "stat:brightness" in bon:
+        scores["(brightness)"] = np.asarray(bon["stat:brightness"], float)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for name, r in scores.items():
+        per_prompt = []
+        for j in range(gold.shape[0]):
+            if binary:
+                if 0 < gold[j].mean() < 1:
+                    per_prompt.append(auroc(r[j], gold[j]))
+            else:
+                per_prompt.append(stats.spearmanr(r[j], gold[j])[0])
+        v = np.asarray(per_prompt, float)
+        if not len(v):
+            raise ValueError("every prompt's pool is all aligned or all not: agreement is undefined")
+        boot = v[rng.integers(0, len(v), (n_boot, len(v)))].mean(axis=1)
+        rows.append(
+            {
+                "reward": name,
+                "measure": "AUROC" if binary else "Spearman",
+                "agreement": v.mean(),
+                "low": np.quantile(boot, 0.025),
+                "high": np.quantile(boot, 0.975),
+                "prompts": len(v),
+            }
+        )
+    return pd.DataFrame(rows)

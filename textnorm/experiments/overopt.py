@@ -583,7 +583,7 @@ def load(folder: str | Path) -> dict[str, Any]:
     from textnorm.stats.endpoint import eval_table
 
     pairs = [({"method": m, "reward_name": n, "seed": s}, logs[run_name(m, n, s)]) for m, n, s in jobs(grid)]
-    has_evals = all(log.get("evals") and "eval_prompt_names" in log["evals"][0] for _, log in pairs)
+    has_evals = all(log.get("evals") and "eval_prompt_gold" in log["evals"][0] for _, log in pairs)
     evaluations = eval_table(pairs) if has_evals else None
     bon = None
     if "bon" in grid and not (folder / "bon.npz").exists():

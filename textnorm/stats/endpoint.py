@@ -47,7 +47,10 @@ def eval_table(runs: Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]], key:
         first = evals[0]
         if first["step"] != 0 or first.get(f"{key}_kl", 0.0) != 0.0:
             raise ValueError("a run's first evaluation must be of the base model (step 0, KL 0)")
-        prompts = first[f"{key}_prompt_names"]
+        # logs written before evaluations recorded their prompts: the run's prompts, else their positions
+        n = len(first[f"{key}_prompt_gold"])
+        named = log["config"].get("prompts") if key == "eval" else None
+        prompts = first.get(f"{key}_prompt_names") or (named if named and len(named) == n else list(range(n)))
         for e in evals:
             kl = max(e[f"{key}_kl"], 0.0)
             for j, p in enumerate(prompts):
@@ -178,40 +181,80 @@ def mean_curve(
     return pd.DataFrame(rows)
 
 
-def rise_and_fall(
-    table: pd.DataFrame, reward: str, method: str = "ddpo", n_grid: int = 32, n_boot: int = 2000, seed: int = 0
-) -> dict[str, float | bool]:
-    """Whether the reward's mean gold change rises and then falls over the d every run reached:
-    the peak of the mean curve (its d and change, with the change's interval), and the change from
-    the peak to the end (with its interval). ``rises``: the peak's interval lies above 0; ``falls``:
-    the end-minus-peak interval lies below 0 (the peak is chosen on the same data, so a resolved
-    rise is read as an upper estimate)."""
-    D = reach(table, reward, method)
-    grid = np.linspace(0, D, n_grid)
+def _run_curves(table: pd.DataFrame, reward: str, grid: np.ndarray, method: str) -> np.ndarray:
+    """(len(grid), seeds, prompts): every run's and prompt's gold change at the d of ``grid``."""
     g = table[(table.method == method) & (table.reward_name == reward)]
     seeds, prompts = sorted(g.seed.unique()), list(dict.fromkeys(g.prompt))
-    vals = np.empty((n_grid, len(seeds), len(prompts)))
+    vals = np.empty((len(grid), len(seeds), len(prompts)))
     for i, s in enumerate(seeds):
         for j, p in enumerate(prompts):
             run = g[(g.seed == s) & (g.prompt == p)]
             vals[:, i, j] = curve_at(run.sqrt_kl.to_numpy(), run.gold_change.to_numpy(), grid)
+    return vals
+
+
+def crossed_bootstrap_curves(vals: np.ndarray, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
+    """(n_boot, len(grid)): the mean curve over crossed resamples of seeds and prompts, the same
+    resample at every d (so the curve's shape is resampled, not each point apart)."""
+    rng = np.random.default_rng(seed)
+    _, S, P = vals.shape
+    si = rng.integers(0, S, (n_boot, S))
+    pi = rng.integers(0, P, (n_boot, P))
+    out = np.empty((n_boot, vals.shape[0]))
+    for b in range(n_boot):
+        out[b] = vals[:, si[b]][:, :, pi[b]].mean(axis=(1, 2))
+    return out
+
+
+def _simultaneous(curves: np.ndarray, boot: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
+    """A simultaneous band over the grid (studentised sup-deviation of the bootstrap curves): every d
+    is covered at once with probability ``level``, so a d chosen after looking (a peak) is covered too."""
+    se = boot.std(axis=0, ddof=1)
+    se = np.where(se > 0, se, np.inf)  # a point with no spread (d = 0) never decides
+    sup = np.max(np.abs(boot - curves) / se, axis=1)
+    c = np.quantile(sup, level)
+    width = np.where(np.isfinite(se), c * se, 0.0)
+    return curves - width, curves + width
+
+
+def rise_and_fall(
+    table: pd.DataFrame,
+    reward: str,
+    method: str = "ddpo",
+    n_grid: int = 32,
+    n_boot: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, float | bool]:
+    """Whether the reward's mean gold change rises and then falls over the d every run reached.
+
+    The mean curve m(d) over seeds and prompts on a grid of [0, D], with a simultaneous ``level``
+    band from the crossed bootstrap (so choosing the peak after looking does not inflate it: a
+    random reward's largest wiggle is not a rise). ``rises``: the band's lower edge is above 0 at
+    some d; ``falls``: the end is below an earlier point, the simultaneous band of m(D) - m(d) lying
+    below 0 at some d. Also the peak of m, its d, and the end minus the peak, with the band there."""
+    D = reach(table, reward, method)
+    grid = np.linspace(0, D, n_grid)
+    vals = _run_curves(table, reward, grid, method)
     mean = vals.mean(axis=(1, 2))
+    boot = crossed_bootstrap_curves(vals, n_boot, seed)
+    low, high = _simultaneous(mean, boot, level)
+    drop = mean[-1] - mean  # the end minus each earlier point
+    d_low, d_high = _simultaneous(drop, boot[:, -1:] - boot, level)
     k = int(np.argmax(mean))
-    peak = crossed_bootstrap(vals[k], n_boot, seed)
-    drop = crossed_bootstrap(vals[-1] - vals[k], n_boot, seed)
     out = {
         "reach": D,
         "peak_sqrt_kl": float(grid[k]),
         "peak": float(mean[k]),
-        "peak_low": float(np.quantile(peak, 0.025)),
-        "peak_high": float(np.quantile(peak, 0.975)),
+        "peak_low": float(low[k]),
+        "peak_high": float(high[k]),
         "end": float(mean[-1]),
-        "end_minus_peak": float(mean[-1] - mean[k]),
-        "drop_low": float(np.quantile(drop, 0.025)),
-        "drop_high": float(np.quantile(drop, 0.975)),
+        "end_minus_peak": float(drop[k]),
+        "drop_low": float(d_low[k]),
+        "drop_high": float(d_high[k]),
+        "rises": bool(np.any(low > 0)),
+        "falls": bool(np.any(d_high[:-1] < 0)),
     }
-    out["rises"] = out["peak_low"] > 0
-    out["falls"] = out["drop_high"] < 0
     return out
 
 

@@ -46,6 +46,18 @@ def test_logs_hold_every_run_and_the_pool(logs, tiny_grid):
     assert L["grid"] == json.loads(json.dumps(tiny_grid))
 
 
+def test_the_wall_time_is_recorded_and_adds_up_over_resumes(logs, tiny_grid, tmp_path):
+    wall = json.loads((logs / "wall.json").read_text())
+    assert wall["seconds"] > 0 and wall["workers"] == 1
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(logs, copy)
+    (copy / "runs" / "ddpo__gold__seed0.json").unlink()  # one run lost: a resume redoes it and adds its time
+    overopt.run(copy, tiny_grid, workers=1, resume=True, progress=False)
+    assert json.loads((copy / "wall.json").read_text())["seconds"] > wall["seconds"]
+
+
 def test_an_existing_folder_is_not_overwritten(logs, tiny_grid):
     with pytest.raises(FileExistsError, match="resume"):
         overopt.run(logs, tiny_grid, workers=1, progress=False)

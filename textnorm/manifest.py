@@ -15,7 +15,9 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def record(artifact: str | Path, command: str, params: dict, manifest: str | Path | None = None) -> dict | None:
+def record(
+    artifact: str | Path, command: str, params: dict, manifest: str | Path | None = None, extra: dict | None = None
+) -> dict | None:
     """Add or replace the entry of ``artifact`` (a file or folder). Without an explicit ``manifest``
     only artifacts inside the repository's ``data/`` are recorded (the manifest lists what the
     project ships; a user's own outputs elsewhere are not its business): others return None."""
@@ -33,6 +35,7 @@ def record(artifact: str | Path, command: str, params: dict, manifest: str | Pat
     entry = {
         "command": command,
         "params": params,
+        **(extra or {}),  # e.g. the wall time it took
         "files": {
             p.relative_to(artifact if artifact.is_dir() else artifact.parent).as_posix(): _sha256(p) for p in files
         },

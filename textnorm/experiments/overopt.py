@@ -32,6 +32,8 @@ Written to the output folder (each file atomically, as soon as it is ready):
                                        the CPU capability, CPU model and torch version that made it
     bon.npz                            the best-of-n pool: prompts (K,), gold (K, N), one (K, N)
                                        array per reward (``reward:NAME``) and image statistics
+    wall.json                          the grid's wall time in seconds over every invocation (also
+                                       in data/MANIFEST.json, in minutes)
 
 A folder that exists is refused unless ``resume`` (keep the runs already written for the same
 grid) or ``overwrite``. Inside the repository's ``data/`` the folder's sha256 are recorded in
@@ -512,11 +514,21 @@ def run(
     ]
     if "bon" in grid and not (out / "bon.npz").exists():
         pending.insert(0, ("bon", "bon", grid))  # first: it is the longest single job
+    # wall time over every invocation (a resumed grid adds to it), kept up to date as each job ends
+    t_start, wall_path = time.time(), out / "wall.json"
+    earlier = _read_json(wall_path).get("seconds", 0.0) if wall_path.exists() else 0.0
+
+    def note_wall() -> None:
+        _write_json(wall_path, {"seconds": round(earlier + time.time() - t_start, 1), "workers": workers})
+
     for name, result in run_jobs(_run_job, pending, workers, progress=progress, desc="over-optimisation grid"):
         if name == "bon":
             atomic_write(out / "bon.npz", lambda f, arrays=result: np.savez(f, **arrays))
         else:
             _write_json(out / "runs" / f"{name}.json", result)
+        note_wall()
+    if pending or not wall_path.exists():
+        note_wall()
     if out != final:
         old = final.with_name(final.name + ".old")
         final.rename(old)
@@ -524,7 +536,8 @@ def run(
         shutil.rmtree(old)
     from textnorm import manifest
 
-    manifest.record(final, "textnorm overopt", grid)
+    wall = _read_json(final / "wall.json")
+    manifest.record(final, "textnorm overopt", grid, extra={"wall_minutes": round(wall["seconds"] / 60, 1)})
     return final
 
 

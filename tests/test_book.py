@@ -81,3 +81,16 @@ def test_committed_chapters_have_run_times():
     rows = runtimes.chapter_runtimes(ROOT)
     assert [r[0] for r in rows] == sorted(p.name for p in (ROOT / "notebooks").glob("[0-9]*.ipynb"))
     assert all(seconds > 0 for _, _, seconds in rows)
+
+
+def test_the_citation_file_names_this_version_and_the_paper():
+    import tomllib
+
+    import yaml
+
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert (
+        cff["cff-version"] == "1.2.0"
+        and cff["version"] == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    )
+    assert cff["preferred-citation"]["year"] == 2024 and len(cff["preferred-citation"]["authors"]) == 7

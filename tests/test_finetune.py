@@ -276,13 +276,15 @@ def test_synth_task_has_gold_and_held_out_prompts():
     t = tuner.task
     assert len(t.train_prompts) == 8 and len(t.eval_prompts) == 8 and not set(t.train_prompts) & set(t.eval_prompts)
     ev = tuner.evaluate()
-    means = {f"{k}_{v}" for k in ("eval", "heldout") for v in ("reward", "gold", "kl")}
+    means = {f"{k}_{v}" for k in ("eval", "heldout") for v in ("reward", "gold", "kl", "kl_bound")}
     assert set(ev) == means | {
         f"{k}_prompt_{v}" for k in ("eval", "heldout") for v in ("reward", "gold", "kl", "names")
     }
     assert ev["eval_prompt_names"] == t.train_prompts
     assert len(ev["eval_prompt_gold"]) == 8 and ev["eval_gold"] == pytest.approx(np.mean(ev["eval_prompt_gold"]))
     assert ev["eval_kl"] == 0.0  # the untrained policy is the base model
+    # the synthetic chain's last step is stochastic (sigma 0.006) and every step is counted: a bound
+    assert ev["eval_kl_bound"] is True
 
 
 def test_stable_diffusion_task_has_no_gold(tmp_path):

@@ -170,3 +170,29 @@ def test_ddpo_and_rwsft_log_the_same_kl():
     dd.policy.load_state_dict(rw.policy.state_dict())
     kl_dd = dd.evaluate()
     assert kl_dd["eval_kl"] == kl_rw["eval_kl"] and kl_dd["eval_prompt_kl"] == kl_rw["eval_prompt_kl"]
+
+
+def test_an_untrained_policy_has_kl_zero_under_mixed_precision_and_base_mode_needs_trained_steps():
+    from textnorm.finetune.config import FinetuneConfig
+    from textnorm.finetune.loop import Finetuner
+    from textnorm.synth.generator import SynthPipeline
+
+    common = dict(
+        reward="random",
+        task="synth",
+        steps=1,
+        n_prompts=2,
+        samples_per_prompt=2,
+        batch_size=4,
+        sample_steps=4,
+        eval_samples=1,
+        min_train_sigma=0.05,
+    )
+    for mode in ("policy", "base"):  # full fine-tuning in bf16 autocast: the reference must not be a half copy
+        tuner = Finetuner(
+            FinetuneConfig(mixed_precision="bf16", untrained_steps=mode, **common), pipe=SynthPipeline.build()
+        )
+        assert tuner.evaluate()["eval_kl"] == 0.0
+    bad = {**common, "min_train_sigma": 5.0, "method": "rwsft", "pool_size": 4}
+    with pytest.raises(ValueError, match="no DDIM step has sigma"):
+        Finetuner(FinetuneConfig(untrained_steps="base", **bad), pipe=SynthPipeline.build())

@@ -107,7 +107,12 @@ def test_a_run_file_trains_skips_finished_runs_and_resumes_an_interrupted_one(tm
     assert "trained 1 run(s)" in capsys.readouterr().out and "pair__TextNorm__seed0" in listing
     rows = [json.loads(x) for x in (out / "pair__TextNorm__seed0" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [0, 1]  # continued from its checkpoint, not restarted
+    spec["settings"]["steps"] = 3  # a finished run is not silently kept under other settings
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["runs", str(path), "--out", str(out), "--resume", "--quiet"]) == 1
+    assert "other settings" in capsys.readouterr().err
     for name in ("pair__raw__seed0", "pair__TextNorm__seed0"):
+        assert (out / name / "finished.json").is_file()
         pipe = StableDiffusionPipeline.from_pretrained(sd, safety_checker=None)
         pipe.load_lora_weights(out / name / "model" / "lora")
         assert any("lora" in n for n, _ in pipe.unet.named_parameters())
@@ -123,3 +128,7 @@ def test_a_bad_run_file_is_refused_in_words(tmp_path):
         runs.configs({"settings": {"reward": "gold"}, "rewards": {"r": {"reward": "gold"}}})
     with pytest.raises(ValueError, match="unknown reward kind"):
         runs.configs({"rewards": {"r": {"reward": "rw:x"}}})
+    with pytest.raises(ValueError, match="cannot name a run's folder"):
+        runs.configs({"prompt_sets": {"../../elsewhere": {}}, "rewards": {"r": {"reward": "gold"}}})
+    with pytest.raises(ValueError, match="seeds must be"):
+        runs.configs({"rewards": {"r": {"reward": "gold"}}, "seeds": [True]})

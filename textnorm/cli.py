@@ -531,7 +531,7 @@ def _cmd_contrastive(args: argparse.Namespace) -> int:
         raise CLIError("no prompts: give --prompt (repeat) or --prompts-file")
     if args.n < 1:
         raise CLIError("-n must be >= 1")
-    out = _check_out(args.out, overwrite=args.overwrite)
+    out = _check_out(args.out, inputs=(args.prompts_file,), overwrite=args.overwrite)
     if args.llm:
         from textnorm.finetune.inputs import check_device
         from textnorm.rewards.contrastive import llm_contrastive_prompts
@@ -547,6 +547,9 @@ def _cmd_contrastive(args: argparse.Namespace) -> int:
                 sets[p] = rule_contrastive(p)
             except ValueError:
                 sets[p] = []
+    from textnorm.tia2.annotations import clean_contrastive
+
+    sets, _ = clean_contrastive(sets)  # as --contrastive will read them
     empty = [p for p, c in sets.items() if not c]
     if empty:
         raise CLIError(f"no contrastive prompts for {len(empty)} prompt(s): " + "; ".join(repr(p) for p in empty))

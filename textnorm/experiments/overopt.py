@@ -238,6 +238,10 @@ def validate_grid(grid: Any) -> None:
             missing = [n for n in (raw, cal) if n not in rewards]
             if missing or raw == cal:
                 raise ValueError(f"grid: pair [{raw!r}, {cal!r}] must name two different rewards of the grid")
+            for method in grid.get("methods", {}):  # the pair is compared under every method that trains it
+                trained = grid.get("method_rewards", {}).get(method, list(rewards))
+                if (raw in trained) != (cal in trained):
+                    raise ValueError(f"grid: method {method!r} trains only one reward of the pair [{raw!r}, {cal!r}]")
     if "judge" in grid:
         if not isinstance(grid["judge"], str):
             raise ValueError(f"grid: judge must be a reward spec string such as 'raw:PATH', got {grid['judge']!r}")
@@ -402,7 +406,18 @@ def pool_prompts(grid: Mapping[str, Any]) -> list[str]:
             return list(dict.fromkeys(cfg.prompts))
         from textnorm.finetune.task import make_task
 
-        return make_task("synth" if cfg.task == "auto" else cfg.task).train_prompts
+        task = cfg.task
+        if task == "auto":  # the task registered for the model's pipeline class, read without loading it
+            from textnorm.finetune.inputs import resolve_path
+            from textnorm.finetune.registry import DEFAULT_TASKS, load_plugins
+
+            index = Path(resolve_path(grid["model"], "grid: model folder")) / "model_index.json"
+            name = json.loads(index.read_text()).get("_class_name") if index.is_file() else None
+            load_plugins()
+            task = next((n for t, n in DEFAULT_TASKS if t.__name__ == name), "prompts")
+        if task == "prompts":
+            raise ValueError("grid: bon prompts 'train' needs training prompts: give the first method its prompts")
+        return make_task(task).train_prompts
     if isinstance(spec, list):
         if not spec or not all(isinstance(p, str) and p for p in spec) or len(set(spec)) != len(spec):
             raise ValueError(f"grid: bon prompts must be distinct non-empty strings, got {spec!r}")

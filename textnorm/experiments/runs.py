@@ -6,12 +6,14 @@ The file (YAML or JSON):
     settings:    FinetuneConfig fields every run shares (textnorm finetune --help lists them)
     prompt_sets: {name: fields of that set, e.g. prompts and contrastive}   (optional: one set, "all")
     rewards:     {name: {reward: spec, temperature: T, lam: lambda}}
-    seeds:       [0, ...]                                                    (optional: [settings' seed])
+    seeds:       [0, ...]                                                    (optional: [0])
 
 Run ``{set}__{reward}__seed{s}`` trains into ``OUT/{run}/`` (checkpoints every ``checkpoint_every``
 steps, metrics.jsonl) and exports the trained model to ``OUT/{run}/model`` (the LoRA for diffusers'
-``load_lora_weights``). Runs go one after another; a finished run (its export written) is skipped,
-an interrupted one continues from its checkpoint with ``resume``."""
+``load_lora_weights``), then ``OUT/{run}/finished.json`` (its settings). Runs go one after another;
+a finished run is skipped (refused if the file now gives it other settings), an interrupted one
+continues from its checkpoint with ``resume``. Set and reward names become folder names: letters,
+digits and ``-_.()`` only."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 FILE_KEYS = ("settings", "prompt_sets", "rewards", "seeds")
+_NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -_.()")
 _PER_RUN = ("reward", "temperature", "lam", "seed")  # set by the reward and seed, not by settings or sets
 
 
@@ -76,8 +79,11 @@ def configs(spec: Mapping[str, Any]) -> dict[str, Any]:
     rewards = {
         name: check(f"rewards[{name!r}]", v, ["reward", "temperature", "lam"]) for name, v in spec["rewards"].items()
     }
-    seeds = spec.get("seeds", [shared.get("seed", 0)])
-    if not isinstance(seeds, list) or not seeds or any(not isinstance(s, int) or s < 0 for s in seeds):
+    for name in [*sets, *rewards]:
+        if not isinstance(name, str) or not name or name.startswith(".") or not set(name) <= _NAME_CHARS:
+            raise ValueError(f"run file: {name!r} cannot name a run's folder (letters, digits, spaces and -_.() only)")
+    seeds = spec.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or any(type(s) is not int or s < 0 for s in seeds):
         raise ValueError(f"run file: seeds must be a non-empty list of integers >= 0, got {seeds!r}")
     out = {}
     for set_name, set_fields in sets.items():
@@ -102,9 +108,8 @@ def configs(spec: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def finished(folder: Path) -> bool:
-    """A run whose model was exported (the export is written after the last step)."""
-    model = folder / "model"
-    return model.is_dir() and any(model.iterdir())
+    """A run whose model was exported: ``finished.json`` is written (atomically) after the export."""
+    return (folder / "finished.json").is_file()
 
 
 def run_all(
@@ -130,12 +135,32 @@ def run_all(
             f"{out} holds unfinished runs ({', '.join(started)}): continue them with --resume (a finished run, "
             "whose model is exported, is skipped either way)"
         )
+    import dataclasses
+
+    from textnorm.files import atomic_write
+
+    changed = [
+        n
+        for n in cfgs
+        if finished(out / n)
+        and json.loads((out / n / "finished.json").read_text()) != json.loads(json.dumps(dataclasses.asdict(cfgs[n])))
+    ]
+    if changed:
+        raise ValueError(
+            f"{out}: finished runs were made with other settings than {path} now gives them ({', '.join(changed)}): "
+            "write the new runs to another --out"
+        )
     trained = []
     for name, cfg in cfgs.items():
         folder = out / name
         if finished(folder):
             continue
         has_checkpoint = (folder / "checkpoint.pt").is_file()
-        finetune(cfg, out=folder, resume=has_checkpoint, progress=progress, export=folder / "model")
+        # an export interrupted by a kill is redone: the model folder is not the mark of a finished run
+        finetune(
+            cfg, out=folder, resume=has_checkpoint, progress=progress, export=folder / "model", overwrite=has_checkpoint
+        )
+        text = json.dumps(dataclasses.asdict(cfg), indent=1) + "\n"
+        atomic_write(folder / "finished.json", lambda f, t=text: f.write(t.encode()))
         trained.append(name)
     return trained

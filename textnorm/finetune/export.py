@@ -15,6 +15,14 @@ def export(tuner: Finetuner, out: str | Path) -> Path:
     (``from_pretrained``; the synthetic generator also needs ``textnorm.synth``). Under mixed
     precision the frozen text encoder and VAE were cast to half precision and are saved so."""
     out = Path(out)
+    if tuner.cfg.untrained_steps == "base":
+        import warnings
+
+        warnings.warn(
+            "this run sampled with the base model at the untrained DDIM steps (untrained_steps='base'); the exported "
+            "model is used at every step by diffusers, so its images differ from the run's evaluations",
+            stacklevel=2,
+        )
     unet = tuner.accelerator.unwrap_model(tuner.unet)
     if tuner.cfg.lora_rank > 0:
         from diffusers import StableDiffusionPipeline

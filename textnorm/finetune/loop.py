@@ -238,7 +238,8 @@ class Finetuner:
         # trained steps: by default those with sigma >= 0.05 (FinetuneConfig.min_train_sigma); see
         # the docstring for why the low-noise steps are left out
         self.trained_steps = self.chain.trained_steps(cfg.eta, cfg.min_train_sigma)
-        if cfg.method == "ddpo" and not self.trained_steps:
+        if (cfg.method == "ddpo" or cfg.untrained_steps == "base") and not self.trained_steps:
+            # DDPO would train nothing; with untrained_steps='base' every step would run the base model
             raise ValueError(f"no DDIM step has sigma >= min_train_sigma={cfg.min_train_sigma}")
         if cfg.judge:  # a reward model as gold (Gao et al.): logged as gold, and what a 'gold' reward means
             self.task = dataclasses.replace(self.task, gold=make_reward(cfg.judge, device=str(self.device)))
@@ -281,9 +282,9 @@ class Finetuner:
             )
             self.ref_unet = _AdaptersOff(unet)
         else:
+            # the reference keeps the policy's fp32 weights: autocast computes both in half precision
+            # alike, so an untrained policy has KL exactly 0 (a half-precision copy logged ~0.16 nats)
             self.ref_unet = copy.deepcopy(unet).eval()
-            if half is not None:
-                self.ref_unet.to(half)
             unet.requires_grad_(True)
         self.params = [p for p in unet.parameters() if p.requires_grad]
         if not self.params:
@@ -410,23 +411,25 @@ class Finetuner:
         log = RunLog(Path(out) / "metrics.jsonl", self.metrics) if out and main else None
         if self.tracking:
             self.accelerator.init_trackers("textnorm-finetune", config=tracking.scalars_and_text(self.cfg))
-        for _ in bar:
-            row = self.run_step()
-            if log is not None:
-                log.append(row)  # on disk as the step ends: a crash loses no finished step's row
-            if self.tracking:
-                self.accelerator.log(tracking.scalars(row), step=row["step"])
-            bar.set_postfix({k: f"{row[k]:.3f}" for k in ("reward", "gold", "loss") if k in row})
-            if out and self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
-                self.save_checkpoint(out)
-        # the model after the last update (kept apart from the per-step metrics)
-        self.final_eval = {"step": self.step, **self.evaluate()} if self.cfg.eval_every else {}
-        if self.tracking:
-            if self.final_eval:
+        try:
+            for _ in bar:
+                row = self.run_step()
+                if log is not None:
+                    log.append(row)  # on disk as the step ends: a crash loses no finished step's row
+                if self.tracking:
+                    self.accelerator.log(tracking.scalars(row), step=row["step"])
+                bar.set_postfix({k: f"{row[k]:.3f}" for k in ("reward", "gold", "loss") if k in row})
+                if out and self.cfg.checkpoint_every and self.step % self.cfg.checkpoint_every == 0:
+                    self.save_checkpoint(out)
+            # the model after the last update (kept apart from the per-step metrics)
+            self.final_eval = {"step": self.step, **self.evaluate()} if self.cfg.eval_every else {}
+            if self.tracking and self.final_eval:
                 self.accelerator.log(tracking.scalars(self.final_eval), step=self.step)
                 if self.eval_images is not None and main:
                     tracking.log_images(self.accelerator.trackers, *self.eval_images, step=self.step)
-            self.accelerator.end_training()
+        finally:
+            if self.tracking:  # a crash closes the tracker's run too
+                self.accelerator.end_training()
         if out:
             self.save_checkpoint(out)  # checks that the replicas agree, then writes
         else:

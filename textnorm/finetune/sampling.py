@@ -153,6 +153,7 @@ def evaluate(tuner: Finetuner, eta: float | None = None) -> dict:
             values["gold"] = np.asarray(tuner.task.gold(images, local), dtype=float)
         if with_kl:
             values["kl"] = traj.kl.double().cpu().numpy()
+            out[f"{key}_kl_bound"] = kl_is_bound(tuner, eta_)  # whether it bounds the images' KL
         values = combine_rewards(tuner, gather(tuner.accelerator, values))
         out.update({f"{key}_{k}": float(np.mean(v)) for k, v in values.items()})
         by_prompt = np.arange(len(flat)) // per_prompt  # repeat_prompts: each prompt's rows together

@@ -10,16 +10,28 @@ model). With d = sqrt(KL):
     curve_{r,s,p}(d)  = g_k[p] - g_0[p] at the evaluations, linear in d between them (sorted by d)
     area_{r,s,p}(D)   = (1 / D) integral_0^D curve(d) dd      the mean gold change over d in [0, D]
 
-Primary endpoint of a pair (a raw proxy and its TextNorm reward), fixed before the runs:
+(the integral of the piecewise-linear curve, exact). Primary endpoint of a pair (a raw proxy and
+its TextNorm reward), fixed before the runs:
 
     Delta = mean over seeds s and prompts p of [area_{TextNorm,s,p}(D) - area_{raw,s,p}(D)],
     D     = the smallest of the largest d reached by the pair's runs (both observed on [0, D]);
 
-the same seed of both rewards shares its evaluation noise (paired). Uncertainty: a crossed bootstrap
-that resamples seeds and prompts with replacement (both are units); the percentile interval, the
-bootstrap p-value 2 min(P*(Delta <= 0), P*(Delta >= 0)) and its Holm adjustment over the pairs.
-The minimum detectable effect at 80% power and two-sided 5% is (z_0.975 + z_0.8) SE = 2.80 SE,
-SE the bootstrap standard deviation.
+the same seed of both rewards shares its evaluation noise (paired by seed and prompt labels).
+
+Seeds and prompts are both random units. For an S x P table y (seeds x prompts) of paired
+differences, the two-way random-effects ANOVA gives the variance of the grand mean,
+
+    Var(mean) = sigma_s^2 / S + sigma_p^2 / P + sigma_e^2 / (S P) = (MS_s + MS_p - MS_e) / (S P),
+
+estimated from the mean squares (MS_s = P sum_s (ybar_s - ybar)^2 / (S - 1), MS_p likewise over
+prompts, MS_e the residual's over (S - 1)(P - 1)), never below the seed-only or prompt-only estimate
+(MS_s / (S P), MS_p / (S P)), with Satterthwaite's degrees of freedom; a t interval and p-value, and
+Holm's adjustment over the pairs. With one seed, prompts are the only unit (a one-way t interval,
+P - 1 df). The minimum detectable effect at 80% power and two-sided 5% is (t_{0.975, df} + t_{0.8, df}) SE.
+
+The shape of a curve (:func:`rise_and_fall`) uses the same standard error at each of ``n_points``
+values of d in (0, D] and Bonferroni's bound over them, so the band holds at every one of those d at
+once (a peak chosen after looking is not over-read).
 """
 
 from __future__ import annotations
@@ -31,22 +43,31 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-MDE_FACTOR = float(stats.norm.ppf(0.975) + stats.norm.ppf(0.8))  # 2.80
-
 
 def eval_table(runs: Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]], key: str = "eval") -> pd.DataFrame:
     """One row per (method, reward, seed, step, prompt) of the runs' evaluations, from (keys, log)
     pairs (keys: method, reward_name, seed; ``key``: eval for the training prompts, heldout for the
     held-out ones): gold, reward, the run's sqrt KL, and the changes of gold and reward from the
-    run's first evaluation."""
+    run's first evaluation. Refuses logs whose evaluations carry no KL, whose KL is not a bound on
+    the images' KL, or whose first evaluation is not of the base model."""
     rows = []
     for keys, log in runs:
         evals = log.get("evals") or []
         if not evals:
             raise ValueError("a run log without evaluations (written by an older textnorm): re-run the grid")
+        name = f"{keys['method']} {keys['reward_name']} seed {keys['seed']}"
+        if any(f"{key}_kl" not in e for e in evals):
+            raise ValueError(
+                f"{name}: an evaluation without the path KL (evaluated at eta 0?): nothing to plot against"
+            )
+        if any(e.get(f"{key}_kl_bound") is False for e in evals):
+            raise ValueError(
+                f"{name}: its path KL does not bound the images' KL (the fine-tuned model ran a deterministic step): "
+                "run it with untrained_steps='base'"
+            )
         first = evals[0]
-        if first["step"] != 0 or first.get(f"{key}_kl", 0.0) != 0.0:
-            raise ValueError("a run's first evaluation must be of the base model (step 0, KL 0)")
+        if first["step"] != 0 or abs(first[f"{key}_kl"]) > 1e-6:
+            raise ValueError(f"{name}: the first evaluation must be of the base model (step 0, KL 0)")
         # logs written before evaluations recorded their prompts: the run's prompts, else their positions
         n = len(first[f"{key}_prompt_gold"])
         named = log["config"].get("prompts") if key == "eval" else None
@@ -71,60 +92,95 @@ def eval_table(runs: Iterable[tuple[Mapping[str, Any], Mapping[str, Any]]], key:
     return pd.DataFrame(rows)
 
 
+def _knots(d: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The curve's knots: (d, y) sorted by d, equal d averaged."""
+    d, y = np.asarray(d, float), np.asarray(y, float)
+    ud, inv = np.unique(d, return_inverse=True)
+    return ud, np.bincount(inv, weights=y) / np.bincount(inv)
+
+
 def curve_at(d: np.ndarray, y: np.ndarray, grid: np.ndarray) -> np.ndarray:
     """The piecewise-linear curve through (d, y), sorted by d (equal d averaged), at ``grid``
     (which must lie within the observed d)."""
-    d, y = np.asarray(d, float), np.asarray(y, float)
-    order = np.argsort(d, kind="stable")
-    d, y = d[order], y[order]
-    ud, inv = np.unique(d, return_inverse=True)
-    uy = np.bincount(inv, weights=y) / np.bincount(inv)
-    if grid.max() > ud.max() + 1e-12:
-        raise ValueError(f"the curve is observed up to d = {ud.max():.3g}, asked for {grid.max():.3g}")
+    ud, uy = _knots(d, y)
+    if np.max(grid) > ud.max() + 1e-12:
+        raise ValueError(f"the curve is observed up to d = {ud.max():.3g}, asked for {np.max(grid):.3g}")
     return np.interp(grid, ud, uy)
 
 
-def areas(table: pd.DataFrame, reward: str, D: float, method: str = "ddpo", n_grid: int = 64) -> np.ndarray:
-    """(seeds, prompts): the mean gold change over d in [0, D] of each run and prompt (seeds and
-    prompts sorted)."""
+def curve_mean(d: np.ndarray, y: np.ndarray, D: float) -> float:
+    """(1 / D) integral_0^D of the piecewise-linear curve, exactly (its knots and D as the nodes)."""
+    ud, uy = _knots(d, y)
+    nodes = np.union1d(ud[ud < D], [0.0, D])
+    return float(np.trapezoid(curve_at(d, y, nodes), nodes) / D)
+
+
+def _cells(table: pd.DataFrame, reward: str, method: str) -> tuple[pd.DataFrame, list, list]:
     g = table[(table.method == method) & (table.reward_name == reward)]
-    grid = np.linspace(0, D, n_grid)
-    seeds, prompts = sorted(g.seed.unique()), list(dict.fromkeys(g.prompt))
-    out = np.empty((len(seeds), len(prompts)))
-    for i, s in enumerate(seeds):
-        for j, p in enumerate(prompts):
-            run = g[(g.seed == s) & (g.prompt == p)]
-            # the trapezoid mean over an even grid (the curve is linear between evaluations)
-            out[i, j] = np.trapezoid(curve_at(run.sqrt_kl.to_numpy(), run.gold_change.to_numpy(), grid), grid) / D
+    if g.empty:
+        raise ValueError(f"no {method} evaluations of reward {reward!r}")
+    return g, sorted(g.seed.unique()), sorted(g.prompt.unique(), key=str)
+
+
+def areas(table: pd.DataFrame, reward: str, D: float, method: str = "ddpo") -> pd.DataFrame:
+    """Seeds x prompts (labelled): the mean gold change over d in [0, D] of each run and prompt."""
+    g, seeds, prompts = _cells(table, reward, method)
+    out = pd.DataFrame(index=pd.Index(seeds, name="seed"), columns=pd.Index(prompts, name="prompt"), dtype=float)
+    for (s, p), run in g.groupby(["seed", "prompt"]):
+        out.loc[s, p] = curve_mean(run.sqrt_kl.to_numpy(), run.gold_change.to_numpy(), D)
     return out
 
 
 def reach(table: pd.DataFrame, reward: str, method: str = "ddpo") -> float:
     """The smallest, over the reward's runs, of the largest sqrt KL a run reached."""
-    g = table[(table.method == method) & (table.reward_name == reward)]
+    g, _, _ = _cells(table, reward, method)
     return float(g.groupby("seed").sqrt_kl.max().min())
 
 
-def crossed_bootstrap(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
-    """Means of ``values`` (seeds, prompts) over n_boot crossed resamples of seeds and prompts."""
-    rng = np.random.default_rng(seed)
-    S, P = values.shape
-    si = rng.integers(0, S, (n_boot, S))
-    pi = rng.integers(0, P, (n_boot, P))
-    rows = values[si]  # (n_boot, S, P): the resampled seeds
-    return np.take_along_axis(rows, np.repeat(pi[:, None, :], S, axis=1), axis=2).mean(axis=(1, 2))
+def mean_se(values: np.ndarray) -> tuple[float, float, float]:
+    """(mean, SE, degrees of freedom) of the grand mean of a seeds x prompts table, seeds and prompts
+    random (the module docstring's ANOVA); one seed: prompts only (one-way, P - 1 df)."""
+    y = np.asarray(values, float)
+    S, P = y.shape
+    m = y.mean()
+    if P < 2:
+        raise ValueError("need at least two prompts for an interval")
+    if S == 1:
+        return m, y.std(ddof=1) / np.sqrt(P), P - 1.0
+    rs, cs = y.mean(axis=1), y.mean(axis=0)
+    ms_s = P * np.sum((rs - m) ** 2) / (S - 1)
+    ms_p = S * np.sum((cs - m) ** 2) / (P - 1)
+    resid = y - rs[:, None] - cs[None, :] + m
+    ms_e = np.sum(resid**2) / ((S - 1) * (P - 1))
+    combo = ms_s + ms_p - ms_e
+    terms = [(ms_s, S - 1), (ms_p, P - 1), (-ms_e, (S - 1) * (P - 1))]
+    if combo < max(ms_s, ms_p):  # the seed-only or prompt-only estimate as the floor
+        combo, terms = (ms_s, [(ms_s, S - 1)]) if ms_s >= ms_p else (ms_p, [(ms_p, P - 1)])
+    se = np.sqrt(combo / (S * P))
+    df = combo**2 / sum(v**2 / k for v, k in terms) if combo > 0 else float(min(S, P) - 1)
+    return float(m), float(se), float(max(df, 1.0))
+
+
+def _t_test(mean: float, se: float, df: float, level: float = 0.95) -> tuple[float, float, float]:
+    """(low, high, two-sided p) of a t interval and test of mean = 0."""
+    if se == 0:
+        return mean, mean, 1.0 if mean == 0 else 0.0
+    q = stats.t.ppf((1 + level) / 2, df)
+    return mean - q * se, mean + q * se, float(2 * stats.t.sf(abs(mean) / se, df))
+
+
+def mde(se: float, df: float) -> float:
+    """The smallest true effect a two-sided 5% t test finds with 80% power (normal approximation of
+    the noncentral t): (t_{0.975, df} + t_{0.8, df}) SE."""
+    return float((stats.t.ppf(0.975, df) + stats.t.ppf(0.8, df)) * se)
 
 
 def primary_endpoint(
-    table: pd.DataFrame,
-    pairs: Sequence[tuple[str, str]],
-    method: str = "ddpo",
-    n_boot: int = 2000,
-    seed: int = 0,
-    level: float = 0.95,
+    table: pd.DataFrame, pairs: Sequence[tuple[str, str]], method: str = "ddpo", level: float = 0.95
 ) -> pd.DataFrame:
-    """One row per pair (raw, TextNorm): D, Delta with its interval, bootstrap p, Holm p over the
-    pairs, SE and the minimum detectable effect; also each reward's own mean gold change over [0, D]."""
+    """One row per pair (raw, TextNorm): D, Delta with its t interval and p (seeds and prompts random),
+    Holm p over the pairs, SE, df and the minimum detectable effect; also each reward's own mean gold
+    change over [0, D]. The two rewards' runs are paired by seed and prompt and must have the same."""
     from textnorm.stats.metrics import holm
 
     rows = []
@@ -133,25 +189,28 @@ def primary_endpoint(
         if not D > 0:
             raise ValueError(f"pair ({raw}, {cal}): a run never moved from the base model (sqrt KL 0)")
         a_raw, a_cal = areas(table, raw, D, method), areas(table, cal, D, method)
-        if a_raw.shape != a_cal.shape:
-            raise ValueError(f"pair ({raw}, {cal}): the two rewards have different seeds or prompts")
-        diff = a_cal - a_raw
-        boot = crossed_bootstrap(diff, n_boot, seed)
-        lo, hi = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
-        p = min(1.0, 2 * min(np.mean(boot <= 0), np.mean(boot >= 0)))
+        if list(a_raw.index) != list(a_cal.index) or list(a_raw.columns) != list(a_cal.columns):
+            raise ValueError(
+                f"pair ({raw}, {cal}): the two rewards' runs have other seeds or prompts "
+                f"({list(a_raw.index)} x {list(a_raw.columns)} against {list(a_cal.index)} x {list(a_cal.columns)})"
+            )
+        diff = (a_cal - a_raw).to_numpy()
+        m, se, df = mean_se(diff)
+        lo, hi, p = _t_test(m, se, df, level)
         rows.append(
             {
                 "raw": raw,
                 "textnorm": cal,
                 "D": D,
-                "raw_area": a_raw.mean(),
-                "textnorm_area": a_cal.mean(),
-                "difference": diff.mean(),
+                "raw_area": float(a_raw.to_numpy().mean()),
+                "textnorm_area": float(a_cal.to_numpy().mean()),
+                "difference": m,
                 "low": lo,
                 "high": hi,
                 "p": p,
-                "se": boot.std(ddof=1),
-                "mde": MDE_FACTOR * boot.std(ddof=1),
+                "se": se,
+                "df": df,
+                "mde": mde(se, df),
                 "seeds": diff.shape[0],
                 "prompts": diff.shape[1],
             }
@@ -161,109 +220,79 @@ def primary_endpoint(
     return out
 
 
-def mean_curve(
-    table: pd.DataFrame, reward: str, grid: np.ndarray, method: str = "ddpo", n_boot: int = 2000, seed: int = 0
-) -> pd.DataFrame:
-    """The mean over seeds and prompts of the gold change at each d of ``grid`` (within every run's
-    reach), with a crossed-bootstrap 95% band."""
-    g = table[(table.method == method) & (table.reward_name == reward)]
-    seeds, prompts = sorted(g.seed.unique()), list(dict.fromkeys(g.prompt))
-    vals = np.empty((len(grid), len(seeds), len(prompts)))
-    for i, s in enumerate(seeds):
-        for j, p in enumerate(prompts):
-            run = g[(g.seed == s) & (g.prompt == p)]
-            vals[:, i, j] = curve_at(run.sqrt_kl.to_numpy(), run.gold_change.to_numpy(), grid)
-    rows = []
-    for k, d in enumerate(grid):
-        boot = crossed_bootstrap(vals[k], n_boot, seed)
-        lo, hi = np.quantile(boot, [0.025, 0.975])
-        rows.append({"reward_name": reward, "sqrt_kl": d, "gold_change": vals[k].mean(), "low": lo, "high": hi})
-    return pd.DataFrame(rows)
-
-
 def _run_curves(table: pd.DataFrame, reward: str, grid: np.ndarray, method: str) -> np.ndarray:
     """(len(grid), seeds, prompts): every run's and prompt's gold change at the d of ``grid``."""
-    g = table[(table.method == method) & (table.reward_name == reward)]
-    seeds, prompts = sorted(g.seed.unique()), list(dict.fromkeys(g.prompt))
-    vals = np.empty((len(grid), len(seeds), len(prompts)))
-    for i, s in enumerate(seeds):
-        for j, p in enumerate(prompts):
-            run = g[(g.seed == s) & (g.prompt == p)]
-            vals[:, i, j] = curve_at(run.sqrt_kl.to_numpy(), run.gold_change.to_numpy(), grid)
+    g, seeds, prompts = _cells(table, reward, method)
+    vals = np.full((len(grid), len(seeds), len(prompts)), np.nan)
+    for (s, p), run in g.groupby(["seed", "prompt"]):
+        vals[:, seeds.index(s), prompts.index(p)] = curve_at(run.sqrt_kl.to_numpy(), run.gold_change.to_numpy(), grid)
+    if np.isnan(vals).any():
+        raise ValueError(f"reward {reward!r}: not every seed has every prompt")
     return vals
 
 
-def crossed_bootstrap_curves(vals: np.ndarray, n_boot: int = 2000, seed: int = 0) -> np.ndarray:
-    """(n_boot, len(grid)): the mean curve over crossed resamples of seeds and prompts, the same
-    resample at every d (so the curve's shape is resampled, not each point apart)."""
-    rng = np.random.default_rng(seed)
-    _, S, P = vals.shape
-    si = rng.integers(0, S, (n_boot, S))
-    pi = rng.integers(0, P, (n_boot, P))
-    out = np.empty((n_boot, vals.shape[0]))
-    for b in range(n_boot):
-        out[b] = vals[:, si[b]][:, :, pi[b]].mean(axis=(1, 2))
-    return out
-
-
-def _simultaneous(curves: np.ndarray, boot: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """A simultaneous band over the grid (studentised sup-deviation of the bootstrap curves): every d
-    is covered at once with probability ``level``, so a d chosen after looking (a peak) is covered too."""
-    se = boot.std(axis=0, ddof=1)
-    se = np.where(se > 0, se, np.inf)  # a point with no spread (d = 0) never decides
-    sup = np.max(np.abs(boot - curves) / se, axis=1)
-    c = np.quantile(sup, level)
-    width = np.where(np.isfinite(se), c * se, 0.0)
-    return curves - width, curves + width
+def mean_curve(
+    table: pd.DataFrame, reward: str, grid: np.ndarray, method: str = "ddpo", level: float = 0.95
+) -> pd.DataFrame:
+    """The mean over seeds and prompts of the gold change at each d of ``grid`` (within every run's
+    reach), with a pointwise t interval (seeds and prompts random)."""
+    vals = _run_curves(table, reward, np.asarray(grid, float), method)
+    rows = []
+    for k, d in enumerate(grid):
+        m, se, df = mean_se(vals[k])
+        lo, hi, _ = _t_test(m, se, df, level)
+        rows.append({"reward_name": reward, "sqrt_kl": float(d), "gold_change": m, "low": lo, "high": hi})
+    return pd.DataFrame(rows)
 
 
 def rise_and_fall(
-    table: pd.DataFrame,
-    reward: str,
-    method: str = "ddpo",
-    n_grid: int = 32,
-    n_boot: int = 2000,
-    seed: int = 0,
-    level: float = 0.95,
+    table: pd.DataFrame, reward: str, method: str = "ddpo", n_points: int = 8, level: float = 0.95
 ) -> dict[str, float | bool]:
     """Whether the reward's mean gold change rises and then falls over the d every run reached.
 
-    The mean curve m(d) over seeds and prompts on a grid of [0, D], with a simultaneous ``level``
-    band from the crossed bootstrap (so choosing the peak after looking does not inflate it: a
-    random reward's largest wiggle is not a rise). ``rises``: the band's lower edge is above 0 at
-    some d; ``falls``: the end is below an earlier point, the simultaneous band of m(D) - m(d) lying
-    below 0 at some d. Also the peak of m, its d, and the end minus the peak, with the band there."""
+    At ``n_points`` evenly spaced d in (0, D]: the mean gold change m(d) and, at each, a t interval
+    at Bonferroni's level 1 - (1 - level) / n_points (all hold at once with probability >= level).
+    ``rises``: some interval lies above 0; ``falls``: for some earlier d, the interval of m(D) - m(d)
+    lies below 0 (Bonferroni over those n_points - 1 differences). Also the peak of m, its d, and the
+    end minus the peak, with their (simultaneous) intervals."""
     D = reach(table, reward, method)
-    grid = np.linspace(0, D, n_grid)
+    grid = np.linspace(0, D, n_points + 1)[1:]
     vals = _run_curves(table, reward, grid, method)
-    mean = vals.mean(axis=(1, 2))
-    boot = crossed_bootstrap_curves(vals, n_boot, seed)
-    low, high = _simultaneous(mean, boot, level)
-    drop = mean[-1] - mean  # the end minus each earlier point
-    d_low, d_high = _simultaneous(drop, boot[:, -1:] - boot, level)
+    adj = 1 - (1 - level) / n_points
+    mean, low, high = np.empty(n_points), np.empty(n_points), np.empty(n_points)
+    for k in range(n_points):
+        mean[k], se, df = mean_se(vals[k])
+        low[k], high[k], _ = _t_test(mean[k], se, df, adj)
+    adj_drop = 1 - (1 - level) / max(n_points - 1, 1)
+    d_mean, d_low, d_high = np.zeros(n_points), np.zeros(n_points), np.zeros(n_points)
+    for k in range(n_points - 1):
+        d_mean[k], se, df = mean_se(vals[-1] - vals[k])
+        d_low[k], d_high[k], _ = _t_test(d_mean[k], se, df, adj_drop)
     k = int(np.argmax(mean))
-    out = {
+    return {
         "reach": D,
         "peak_sqrt_kl": float(grid[k]),
         "peak": float(mean[k]),
         "peak_low": float(low[k]),
         "peak_high": float(high[k]),
         "end": float(mean[-1]),
-        "end_minus_peak": float(drop[k]),
+        "end_minus_peak": float(d_mean[k]),
         "drop_low": float(d_low[k]),
         "drop_high": float(d_high[k]),
         "rises": bool(np.any(low > 0)),
         "falls": bool(np.any(d_high[:-1] < 0)),
+        "seeds": vals.shape[1],
+        "prompts": vals.shape[2],
     }
-    return out
 
 
 def proxy_agreement(bon: Mapping[str, np.ndarray], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """How well each reward of a best-of-n pool (the base model's samples of the training prompts)
     tracks gold within a prompt: the mean over prompts of the AUROC of the reward for gold (a 0/1
     judge; prompts whose pool is all aligned or all not are left out) or of Spearman's correlation
-    (a judge with continuous scores), with a bootstrap interval over prompts; and the same for the
-    images' brightness (a flaw to compare with)."""
+    (a judge with continuous scores; prompts where either is constant are left out), with a bootstrap
+    interval over prompts and the number of prompts used; and the same for the images' brightness
+    (a flaw to compare with)."""
     from textnorm.stats.metrics import auroc
 
     gold = np.asarray(bon["gold"], float)
@@ -279,11 +308,11 @@ def proxy_agreement(bon: Mapping[str, np.ndarray], n_boot: int = 2000, seed: int
             if binary:
                 if 0 < gold[j].mean() < 1:
                     per_prompt.append(auroc(r[j], gold[j]))
-            else:
+            elif np.ptp(gold[j]) > 0 and np.ptp(r[j]) > 0:
                 per_prompt.append(stats.spearmanr(r[j], gold[j])[0])
         v = np.asarray(per_prompt, float)
         if not len(v):
-            raise ValueError("every prompt's pool is all aligned or all not: agreement is undefined")
+            raise ValueError(f"reward {name!r}: no prompt whose pool varies in gold and reward: agreement is undefined")
         boot = v[rng.integers(0, len(v), (n_boot, len(v)))].mean(axis=1)
         rows.append(
             {

@@ -91,11 +91,13 @@ nb-usage:
 nbval: install
 	$(BIN)/python -m pytest -q --nbval $(or $(NB),$(NOTEBOOKS)) --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
-# Retrain the synthetic world from scratch (about 35 minutes on 2 cores); replaces the artifacts in data/synth
+# Retrain the synthetic world from scratch (about 45 minutes on 2 cores); replaces the artifacts in data/synth
 synth: install
 	$(BIN)/textnorm train-generator --out data/synth/generator --steps 3000 --overwrite
 	$(BIN)/textnorm train-proxy --kind contrastive --out data/synth/proxy_contrastive --overwrite
 	$(BIN)/textnorm train-proxy --kind preference --out data/synth/proxy_preference --overwrite
+	$(BIN)/textnorm train-proxy --kind preference --n-pairs 16000 --threads 1 --out data/synth/proxy_preference_n16000 --overwrite
+	$(BIN)/textnorm train-proxy --kind preference --n-pairs 1000 --threads 1 --out data/synth/proxy_preference_n1000 --overwrite
 	$(BIN)/textnorm build-synth-benchmark --generator data/synth/generator --out data/synth/tia2_synth.npz --overwrite
 
 # Re-run the over-optimisation grid (about 75 minutes on 2 cores); replaces the logs in data/overopt

@@ -30,7 +30,7 @@ Holm's adjustment over the pairs. With one seed, prompts are the only unit (a on
 P - 1 df). The minimum detectable effect at 80% power and two-sided 5% is (t_{0.975, df} + t_{0.8, df}) SE.
 
 The shape of a curve (:func:`rise_and_fall`) uses the same standard error at each of ``n_points``
-values of d in (0, D] and Bonferroni's bound over them, so the band holds at every one of those d at
+values of d in (0, D], denser near 0, and Bonferroni's bound over them, so the band holds at every one of those d at
 once (a peak chosen after looking is not over-read).
 """
 
@@ -250,13 +250,14 @@ def rise_and_fall(
 ) -> dict[str, float | bool]:
     """Whether the reward's mean gold change rises and then falls over the d every run reached.
 
-    At ``n_points`` evenly spaced d in (0, D]: the mean gold change m(d) and, at each, a t interval
+    At ``n_points`` values d_k = D (k / n_points)^2 in (0, D] (denser near 0, where a rise happens):
+    the mean gold change m(d) and, at each, a t interval
     at Bonferroni's level 1 - (1 - level) / n_points (all hold at once with probability >= level).
     ``rises``: some interval lies above 0; ``falls``: for some earlier d, the interval of m(D) - m(d)
     lies below 0 (Bonferroni over those n_points - 1 differences). Also the peak of m, its d, and the
     end minus the peak, with their (simultaneous) intervals."""
     D = reach(table, reward, method)
-    grid = np.linspace(0, D, n_points + 1)[1:]
+    grid = D * (np.arange(1, n_points + 1) / n_points) ** 2  # denser near 0, where a rise happens
     vals = _run_curves(table, reward, grid, method)
     adj = 1 - (1 - level) / n_points
     mean, low, high = np.empty(n_points), np.empty(n_points), np.empty(n_points)

@@ -92,3 +92,16 @@ def test_every_command_option_comes_from_its_config():
             assert f.name in actions, f"textnorm {command} has no option for {cls.__name__}.{f.name}"
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
             assert actions[f.name].required or actions[f.name].default == default, (command, f.name)
+
+
+def test_the_cpu_over_optimisation_grid_file_is_a_valid_pre_registered_grid():
+    grid = yaml.safe_load((repo_root() / "params" / "overopt_cpu.yaml").read_text())
+    overopt.validate_grid(grid)
+    assert len(grid["seeds"]) >= 5 and len(grid["pairs"]) >= 3
+    ddpo, rwsft = grid["methods"]["ddpo"], grid["methods"]["rwsft"]
+    # one problem: the same prompts and sampler for every optimiser, and one KL (untrained steps on the base)
+    assert ddpo["prompts"] == rwsft["prompts"] and grid["bon"]["prompts"] == "train"
+    assert ddpo["eta"] == rwsft["eta"] == rwsft["pool_eta"] == grid["bon"]["eta"]
+    assert ddpo["untrained_steps"] == rwsft["untrained_steps"] == "base"
+    assert grid["bon"]["pool"] >= 4 * 32  # pools at least 4x the largest n the chapter draws
+    assert {"gold", "random"} <= {r["spec"] for r in grid["rewards"].values()}  # both controls

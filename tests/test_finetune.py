@@ -283,8 +283,8 @@ def test_synth_task_has_gold_and_held_out_prompts():
     assert ev["eval_prompt_names"] == t.train_prompts
     assert len(ev["eval_prompt_gold"]) == 8 and ev["eval_gold"] == pytest.approx(np.mean(ev["eval_prompt_gold"]))
     assert ev["eval_kl"] == 0.0  # the untrained policy is the base model
-    # the synthetic chain's last step is stochastic (sigma 0.006) and every step is counted: a bound
-    assert ev["eval_kl_bound"] is True
+    # a bound when every step the policy runs is stochastic (and counted)
+    assert ev["eval_kl_bound"] is (len(tuner.chain.stochastic(1.0)) == len(tuner.chain))
 
 
 def test_stable_diffusion_task_has_no_gold(tmp_path):
@@ -404,7 +404,14 @@ def test_kill_during_a_checkpoint_write_resumes_from_the_last_complete_one(metho
         reward_fn=brightness,
         task=task(),
     )
-    assert strip(resumed) == strip(full)
+    # the killed run's rows and checkpoint come from another process, whose kernels may round the
+    # last bits differently (seen once in a full-suite run: grad norms equal to 1e-7); the in-process
+    # resume tests check exact continuation
+    assert len(resumed) == len(full)
+    for a, b in zip(strip(resumed), strip(full)):
+        assert a.keys() == b.keys()
+        for k in a:
+            assert np.allclose(a[k], b[k], rtol=1e-5, atol=1e-8), (a["step"], k, a[k], b[k])
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")

@@ -612,7 +612,12 @@ def load(folder: str | Path) -> dict[str, Any]:
 
     pairs = [({"method": m, "reward_name": n, "seed": s}, logs[run_name(m, n, s)]) for m, n, s in jobs(grid)]
     has_evals = all(log.get("evals") and "eval_prompt_gold" in log["evals"][0] for _, log in pairs)
-    evaluations = eval_table(pairs) if has_evals else None
+    evaluations, why = None, "the logs were written before runs logged per-prompt evaluations with the path KL"
+    if has_evals:
+        try:
+            evaluations = eval_table(pairs)
+        except ValueError as exc:  # e.g. a KL that bounds nothing: the chapter says why
+            why = str(exc)
     bon = None
     if "bon" in grid and not (folder / "bon.npz").exists():
         raise FileNotFoundError(f"{folder / 'bon.npz'} is missing: the grid is incomplete (run it again with --resume)")
@@ -624,6 +629,7 @@ def load(folder: str | Path) -> dict[str, Any]:
         "steps": pd.DataFrame(steps),
         "evals": pd.DataFrame(evals),
         "evaluations": evaluations,
+        "evaluations_missing": None if evaluations is not None else why,
         "logs": logs,
         "bon": bon,
     }

@@ -376,6 +376,9 @@ def test_kill_during_a_checkpoint_write_resumes_from_the_last_complete_one(metho
     import sys
     from pathlib import Path
 
+    # the killed run uses one thread; so must this process's runs (an earlier test, e.g. proxy training
+    # with its default threads=2, may have changed it), or the last bits of their sums differ
+    torch.set_num_threads(1)
     run = tmp_path / "run"
     proc = subprocess.run(
         [sys.executable, "-c", _CRASH, str(run), str(Path(__file__).parent), method],
@@ -404,14 +407,7 @@ def test_kill_during_a_checkpoint_write_resumes_from_the_last_complete_one(metho
         reward_fn=brightness,
         task=task(),
     )
-    # the killed run's rows and checkpoint come from another process, whose kernels may round the
-    # last bits differently (seen once in a full-suite run: grad norms equal to 1e-7); the in-process
-    # resume tests check exact continuation
-    assert len(resumed) == len(full)
-    for a, b in zip(strip(resumed), strip(full)):
-        assert a.keys() == b.keys()
-        for k in a:
-            assert np.allclose(a[k], b[k], rtol=1e-5, atol=1e-8), (a["step"], k, a[k], b[k])
+    assert strip(resumed) == strip(full)
 
 
 @pytest.mark.filterwarnings("ignore:Detected pickle protocol")

@@ -579,17 +579,12 @@ def _cmd_overopt(args: argparse.Namespace) -> int:
         raise CLIError("--workers must be >= 1")
     grid = overopt.CPU_GRID
     if args.grid:
-        import yaml
+        from textnorm.files import read_data
 
-        text = Path(args.grid).read_text()
         try:
-            # JSON first: PyYAML (YAML 1.1) reads JSON's 6e-05 as a string
-            grid = json.loads(text)
-        except json.JSONDecodeError:
-            try:
-                grid = yaml.safe_load(text)
-            except yaml.YAMLError as exc:
-                raise CLIError(f"--grid {args.grid} is neither JSON nor YAML: {exc}") from None
+            grid = read_data(args.grid)
+        except ValueError as exc:
+            raise CLIError(f"--grid: {exc}") from None
         if isinstance(grid, dict) and "grid" in grid:
             grid = grid["grid"]  # a papermill parameter file
         if not isinstance(grid, dict) or not {"model", "rewards", "methods", "seeds"} <= set(grid):

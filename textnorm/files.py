@@ -1,4 +1,4 @@
-"""Writing a file so that a crash never leaves it half written.
+"""Files: writing one so that a crash never leaves it half written, and reading a parameter file.
 
 ``atomic_write(path, write)`` calls ``write(f)`` on a binary file in the same folder, flushes and
 fsyncs it, gives it the mode a plain ``open`` would (the umask's; mkstemp's is 0600) and renames
@@ -7,11 +7,12 @@ it over ``path``: readers see the old file or the new one, never a part.
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
@@ -30,3 +31,18 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_data(path: str | Path) -> Any:
+    """A JSON or YAML file as data. JSON is tried first: PyYAML (YAML 1.1) reads JSON's ``6e-05`` as a
+    string. ValueError names the file when it is neither."""
+    import yaml
+
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"{path} is neither JSON nor YAML: {exc}") from None

@@ -36,6 +36,11 @@ BASE_COLORS: dict[str, str] = {
 }
 VERDICT_COLORS = {True: "#009E73", False: "#D55E00"}  # the judge's frame: aligned / not aligned
 FONT_SIZE = 10
+DPI = 100  # pixels per inch of the book's PNG figures
+# PNG text chunk holding a figure's smallest font in pixels at its own size: book/check_pages.py scales it
+# by the rendered width to measure the smallest text a reader sees
+MIN_FONT_KEY = "textnorm-min-font-px"
+COLUMN_INCHES = 7.5  # the book's text column at a 1280 px window is about 750 px: DPI x 7.5 fits it
 
 
 def base_reward(name: str) -> str:
@@ -92,7 +97,7 @@ def style() -> None:
             "axes.spines.right": False,
             "axes.grid": True,
             "grid.alpha": 0.3,
-            "figure.dpi": 100,
+            "figure.dpi": DPI,
             "savefig.bbox": "tight",
         }
     )
@@ -101,6 +106,52 @@ def style() -> None:
 def legend_outside(ax, title: str | None = None) -> None:
     """The legend to the right of the axes, never over the data."""
     ax.legend(title=title, bbox_to_anchor=(1.02, 1), loc="upper left", borderaxespad=0)
+
+
+def legend_above(ax, ncol: int = 2, title: str | None = None) -> None:
+    """The legend above the axes in ``ncol`` columns: keeps a figure within the text column where a
+    legend to the right would widen it."""
+    ax.legend(title=title, loc="lower left", bbox_to_anchor=(0, 1.02), ncol=ncol, borderaxespad=0, frameon=False)
+
+
+def min_font_px(fig, dpi: float = DPI) -> float:
+    """The smallest font of the figure's visible, non-empty texts, in pixels at ``dpi`` (points x dpi / 72)."""
+    from matplotlib.text import Text
+
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    return min(sizes) * dpi / 72 if sizes else float("inf")
+
+
+def figure_png(fig, dpi: float = DPI) -> bytes:
+    """The figure as PNG bytes at ``dpi`` (tight bounding box), carrying its smallest font in pixels
+    under :data:`MIN_FONT_KEY` so that the page check can measure the text a reader sees."""
+    import io
+
+    buf = io.BytesIO()
+    meta = {MIN_FONT_KEY: f"{min_font_px(fig, dpi):.2f}"}
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata=meta)
+    return buf.getvalue()
+
+
+def show(fig=None, dpi: float = DPI) -> None:
+    """Display a figure (default: the current one) in a notebook as :func:`figure_png`'s PNG and close
+    it. The cell's ``mystnb`` metadata gives the book's caption and alt text."""
+    import matplotlib.pyplot as plt
+    from IPython.display import Image, display
+
+    fig = plt.gcf() if fig is None else fig
+    display(Image(data=figure_png(fig, dpi), format="png"))
+    plt.close(fig)
+
+
+def png_min_font_px(data: bytes) -> float | None:
+    """The :data:`MIN_FONT_KEY` value stored in PNG bytes by :func:`figure_png`, or None."""
+    import io
+
+    from PIL import Image
+
+    value = Image.open(io.BytesIO(data)).text.get(MIN_FONT_KEY)
+    return float(value) if value is not None else None
 
 
 def image_grid(

@@ -22,23 +22,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from textnorm.files import read_data
+
 FILE_KEYS = ("settings", "prompt_sets", "rewards", "seeds")
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 -_.()")
 _PER_RUN = ("reward", "temperature", "lam", "seed")  # set by the reward and seed, not by settings or sets
 
 
 def read(path: str | Path) -> dict[str, Any]:
-    """The file as data (JSON first: PyYAML reads JSON's 6e-05 as a string)."""
-    import yaml
-
-    text = Path(path).read_text(encoding="utf-8")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path} is neither JSON nor YAML: {exc}") from None
+    """The file as data (:func:`textnorm.files.read_data`: JSON or YAML)."""
+    return read_data(path)
 
 
 def run_name(prompt_set: str, reward: str, seed: int) -> str:

@@ -11,4 +11,4 @@ def make_generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
     return torch.Generator("cpu").manual_seed(seed * 1_000_003 + step * 7919 + salt)
 
 
-SALT_SAMPLE, SALT_TRAIN, SALT_EVAL, SALT_HELDOUT, SALT_POOL = 0, 1, 2, 3, 4
+SALT_SAMPLE, SALT_TRAIN, SALT_EVAL, SALT_HELDOUT, SALT_POOL, SALT_STUDY = 0, 1, 2, 3, 4, 5

@@ -1,0 +1,125 @@
+"""The study's images of fine-tuned models: the runs trained again reproduce their logs bit for bit,
+step 0 is the base model (every run draws the same images from the same noise), a checkpoint is
+chosen by KL, and the study refuses bad systems and never overwrites without the flag."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from textnorm.experiments import overopt, study
+from textnorm.synth import scenes
+
+PROMPTS = ["two red circles", "three blue squares"]
+
+
+def _grid():
+    ddpo = dict(
+        method="ddpo",
+        steps=3,
+        prompts=PROMPTS,
+        n_prompts=2,
+        samples_per_prompt=2,
+        batch_size=4,
+        lr=1e-3,
+        lora_rank=2,
+        sample_steps=4,
+        min_train_sigma=0.05,
+        untrained_steps="base",
+        eval_every=1,
+        eval_samples=2,
+        heldout_samples=1,
+    )
+    return {
+        "model": "data/synth/generator",
+        "rewards": {"gold": {"spec": "gold"}, "preference": {"spec": "raw:data/synth/proxy_preference"}},
+        "methods": {"ddpo": ddpo},
+        "seeds": [0],
+    }
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("grid")
+    overopt.run(out / "logs", _grid(), workers=2, progress=False)
+    return overopt.load(out / "logs")
+
+
+def test_checkpoint_near_picks_the_closest_logged_kl():
+    log = {
+        "evals": [
+            {"step": 0, "eval_kl": 0.0},
+            {"step": 1, "eval_kl": 0.25},
+            {"step": 2, "eval_kl": 1.0},
+            {"step": 3, "eval_kl": 4.0},
+        ]
+    }
+    assert study.checkpoint_near(log, 0.0) == 0
+    assert study.checkpoint_near(log, 0.6) == 1  # sqrt KL 0.5 is closer than 1.0
+    assert study.checkpoint_near(log, 0.75) == 1  # equally close to 0.5 and 1.0: the earlier
+    assert study.checkpoint_near(log, 9.0) == 3
+    with pytest.raises(ValueError, match="no evaluation"):
+        study.checkpoint_near({"evals": [{"step": 0}]}, 1.0)
+    with pytest.raises(ValueError, match="finite"):
+        study.checkpoint_near(log, float("nan"))
+
+
+def test_study_images_reproduce_the_runs_and_share_the_base(logs, tmp_path):
+    held = sorted(scenes.caption_text(c) for c in scenes.all_captions("counting"))[:3]
+    runs = {name: overopt.run_name("ddpo", name, 0) for name in ("gold", "preference")}
+    systems = [
+        {"name": "base", "run": runs["gold"], "step": 0},
+        {"name": "base again", "run": runs["preference"], "step": 0},
+        {"name": "gold, end", "run": runs["gold"], "step": 3},
+        {"name": "preference, 1", "run": runs["preference"], "step": 1},
+        {"name": "preference, end", "run": runs["preference"], "step": 3},
+    ]
+    out = study.make_study(logs, systems, held, tmp_path / "study", n_images=3, workers=2)
+    s = study.load_study(out)
+    assert s["images"].shape[:3] == (5, 3, 3) and s["images"].dtype == np.uint8
+    # the base model from either run: the same images, KL exactly 0
+    assert np.array_equal(s["images"][0], s["images"][1]) and not s["kl"][:2].any()
+    # trained models differ from the base and have a positive KL; gold is a verdict per image
+    assert not np.array_equal(s["images"][4], s["images"][0]) and (s["kl"][2:] > 0).all()
+    assert set(np.unique(s["gold"])) <= {0.0, 1.0}
+    # trained again on this CPU: every logged number identical
+    assert all(v == 0 for diffs in s["replay_max_diff"].values() for v in diffs.values())
+    assert [x["reward"] for x in s["systems"]] == [
+        "gold",
+        "raw:data/synth/proxy_preference",
+        "gold",
+        "raw:data/synth/proxy_preference",
+        "raw:data/synth/proxy_preference",
+    ]
+    with pytest.raises(FileExistsError, match="overwrite"):
+        study.make_study(logs, systems, held, out, n_images=3)
+
+
+def test_study_refuses_bad_systems(logs, tmp_path):
+    run = overopt.run_name("ddpo", "gold", 0)
+    for systems, match in (
+        ([{"name": "a", "run": "nope", "step": 0}], "no run"),
+        ([{"name": "a", "run": run, "step": 4}], "step must be"),
+        ([{"name": "a", "run": run, "step": 0}, {"name": "a", "run": run, "step": 1}], "distinct"),
+    ):
+        with pytest.raises(ValueError, match=match):
+            study.make_study(logs, systems, ["two red circles"], tmp_path / "s")
+    with pytest.raises(ValueError, match="distinct non-empty"):
+        study.make_study(logs, [{"name": "a", "run": run, "step": 0}], ["x", "x"], tmp_path / "s")
+
+
+def test_study_systems_take_each_pair_at_its_common_kl_and_at_the_end(logs):
+    from textnorm.stats.endpoint import reach
+
+    systems = study.study_systems(logs, pairs=[("preference", "gold")])
+    assert [s["name"].split(",")[0] for s in systems] == ["base", "preference", "preference", "gold", "gold"]
+    budget = min(reach(logs["evaluations"], n) for n in ("preference", "gold"))
+    for s in systems[1:]:
+        log = logs["logs"][s["run"]]
+        if s["name"].endswith("end"):
+            assert s["step"] == log["config"]["steps"]
+        else:
+            kl = {e["step"]: e["eval_kl"] for e in log["evals"]}
+            assert abs(np.sqrt(kl[s["step"]]) - budget) == min(abs(np.sqrt(v) - budget) for v in kl.values())
+    with pytest.raises(ValueError, match="pairs"):
+        study.study_systems(logs)  # the grid names none

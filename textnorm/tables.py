@@ -3,7 +3,8 @@
 The library's functions return plain data frames with snake_case columns (``ci_low``,
 ``p_holm_all``, ...); the chapters pass them through :func:`readable` before display, so that a
 reader sees "mean [95% interval]" in one column and words instead of identifiers. Numbers are
-formatted here only for display; analyses keep using the plain frames.
+formatted here only for display; analyses keep using the plain frames. The last few helpers put
+numbers into sentences (counts with their plural, lists of words, a level as a percentage).
 """
 
 from __future__ import annotations
@@ -123,3 +124,23 @@ def readable(
     elif isinstance(out.columns.name, str):
         out.columns.name = name(out.columns.name)
     return out
+
+
+# ------------------------------------------------------------------ numbers in sentences
+def count(n: int, singular: str, plural: str | None = None) -> str:
+    """'1 subset', '3 subsets' (``plural`` for irregular nouns: count(2, "family", "families"))."""
+    return f"{n} {singular if n == 1 else (plural or singular + 's')}"
+
+
+def join_words(items: Sequence[str], last: str = "and") -> str:
+    """'a', 'a and b', 'a, b and c' (no Oxford comma); '' for no items."""
+    items = [str(i) for i in items]
+    if len(items) < 2:
+        return "".join(items)
+    return f"{', '.join(items[:-1])} {last} {items[-1]}"
+
+
+def percent(level: float) -> str:
+    """A level as a percentage with the decimals it needs: 0.95 -> '95%', 0.975 -> '97.5%' (``:.0%``
+    would print 98%)."""
+    return f"{round(level * 100, 6):g}%"

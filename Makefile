@@ -68,7 +68,9 @@ endif
 unit: install
 	$(BIN)/python -m pytest -q
 
-# every built page in headless Chromium at 1280 px: no sideways scroll, images load, no console errors.
+# every built page in headless Chromium at 1280 px and at 390 px (a phone): no sideways scroll, images load,
+# no console errors, figure text of at least 9 px with alt text, the phone's navigation and contents open.
+# make browser SCREENSHOTS=shots: also full-page PNGs of the first page and the overoptimization chapter.
 # Installs Debian's chromium when it is missing (as root, or with sudo).
 browser: book-only
 	@if [ -z "$$CHROMIUM" ] && ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1 \
@@ -79,7 +81,7 @@ browser: book-only
 	  || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null; } \
 	  || { echo "could not install chromium with apt (root or passwordless sudo needed); set CHROMIUM=/path/to/chrome"; exit 1; }; \
 	fi
-	$(BIN)/python book/check_pages.py _build/html
+	$(BIN)/python book/check_pages.py _build/html $(if $(SCREENSHOTS),--screenshots $(SCREENSHOTS))
 
 # make nb NB=notebooks/01_tia2.ipynb: execute one chapter in place; make nbval NB=...: check only it
 nb: $(if $(NB),data,nb-usage)

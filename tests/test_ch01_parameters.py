@@ -421,3 +421,21 @@ def test_number_words():
     assert tables.count(1, "subset") == "1 subset" and tables.count(0, "family", "families") == "0 families"
     assert tables.join_words(["a", "b", "c"]) == "a, b and c" and tables.join_words(["a"]) == "a"
     assert tables.percent(0.95) == "95%" and tables.percent(0.975) == "97.5%" and tables.percent(0.999) == "99.9%"
+
+
+def test_verdict_per_subset():
+    from textnorm.tia2 import findings
+
+    tests = pd.DataFrame(
+        {
+            "subset": ["counting", "counting", "composition", "composition", "comprehensive"],
+            "mean_diff": [0.1, 0.2, 0.1, -0.05, 0.01],
+            "p_holm_all": [0.001, 0.01, 0.001, 0.02, 0.5],
+        }
+    )
+    assert findings.verdict(tests, ["counting", "composition", "comprehensive"]) == (
+        "holds on counting; does not hold on composition; not shown on comprehensive"
+    )
+    assert findings.verdict(tests[tests.subset == "counting"], ["counting"]) == "holds on counting"
+    with pytest.raises(ValueError, match="no comparison"):
+        findings.verdict(tests, ["nope"])

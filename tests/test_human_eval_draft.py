@@ -47,12 +47,15 @@ def _grid():
 
 @pytest.fixture(scope="module")
 def tiny_study(tmp_path_factory):
+    from textnorm.cli import main
+
     root = tmp_path_factory.mktemp("human")
     overopt.run(root / "logs", _grid(), workers=2, progress=False)
-    logs = overopt.load(root / "logs")
-    return study.make_study(
-        logs, study.study_systems(logs), overopt.bon_prompts(12), root / "study", n_images=4, workers=2
-    )
+    # the command line's path: systems from the grid's pairs, 12 held-out captions, 4 images each
+    args = ["study", "--logs", str(root / "logs"), "--out", str(root / "study"), "--prompts", "12", "--quiet"]
+    assert main(args) == 0
+    assert main(args) == 1  # a second run refuses to overwrite the study without --overwrite
+    return root / "study"
 
 
 def test_the_draft_runs_on_a_study_of_fine_tuned_models(tiny_study, tmp_path):

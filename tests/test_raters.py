@@ -66,3 +66,64 @@ def test_bad_inputs_are_refused():
         raters.simulate(gold[:2], fid[:2], SYSTEMS, PROMPTS, PAIRS, W, 0.1)
     with pytest.raises(ValueError, match="sigma"):
         raters.simulate(gold, fid, SYSTEMS, PROMPTS, PAIRS, W, float("nan"))
+
+
+def _named(j, mapping):
+    out = j.copy()
+    out["left"], out["right"] = out.left.map(mapping), out.right.map(mapping)
+    return out
+
+
+def test_kappa_by_hand_and_independent_of_the_systems_names():
+    import pandas as pd
+    from statsmodels.stats.inter_rater import fleiss_kappa
+
+    # two raters, three items (prompts) of the pair (A, B): both say A; A and tie; B and B
+    rows = [
+        ("p0", "A", "B", "left"),
+        ("p0", "B", "A", "right"),
+        ("p1", "A", "B", "left"),
+        ("p1", "A", "B", "tie"),
+        ("p2", "B", "A", "left"),
+        ("p2", "A", "B", "right"),
+    ]
+    j = pd.DataFrame(
+        [
+            {"rater": f"r{k % 2}", "prompt": p, "question": "alignment", "left": a, "right": b, "choice": c}
+            for k, (p, a, b, c) in enumerate(rows)
+        ]
+    )
+    # counts per item of (A wins, B wins, tie), and each item again the other way round
+    counts = [[2, 0, 0], [1, 0, 1], [0, 2, 0]]
+    counts += [[b, a, t] for a, b, t in counts]
+    assert raters.kappa(j) == pytest.approx(fleiss_kappa(counts, method="fleiss"))
+    assert raters.kappa(_named(j, {"A": "z", "B": "a"})) == pytest.approx(raters.kappa(j))
+    gold, fid = _sets()
+    big = raters.simulate(gold, fid, SYSTEMS, PROMPTS, PAIRS, W, sigma=0.1, raters=3, seed=3)
+    renamed = _named(big, {"base": "zz", "better": "aa", "same": "mm"})
+    assert raters.kappa(renamed) == pytest.approx(raters.kappa(big))
+
+
+def test_a_rater_sees_a_set_the_same_way_in_every_pair():
+    gold, fid = _sets()
+    pairs = [("better", "base"), ("same", "base"), ("better", "same")]
+    j = raters.simulate(gold, fid, SYSTEMS, PROMPTS, pairs, W, sigma=0.3, raters=2, tie_margin=0.0, seed=4)
+
+    def beats(g, a, b):
+        x = g[((g.left == a) & (g.right == b)) | ((g.left == b) & (g.right == a))].iloc[0]
+        return (x.choice == "left") == (x.left == a)
+
+    for _, g in j.groupby(["rater", "prompt", "question"]):  # no cycle a > b > c > a within one rater
+        wins = {(a, b): beats(g, a, b) for a, b in pairs}
+        order = sorted(
+            SYSTEMS,
+            key=lambda s: -sum(wins[(a, b)] if a == s else (not wins[(a, b)]) if b == s else 0 for a, b in pairs),
+        )
+        for a, b in pairs:
+            assert wins[(a, b)] == (order.index(a) < order.index(b))
+
+
+def test_calibration_refuses_raters_who_only_tie():
+    gold, fid = _sets()
+    with pytest.raises(ValueError, match="not a number"):
+        raters.calibrate_sigma(gold, fid, SYSTEMS, PROMPTS, [("same", "base")], W, 0.4, tie_margin=1e9)

@@ -108,6 +108,15 @@ def test_reference_not_among_the_score_columns_is_refused_at_once(mirror, counti
     assert "['clip', 'clip_textnorm']" in str(err) and err.exec_count == 3
 
 
+def test_a_single_score_column_is_refused_at_once(mirror, counting, tmp_path):
+    csv = tmp_path / "scores.csv"
+    _scores(counting, columns=("clip",)).to_csv(csv, index=False)
+    err = _refused(
+        TIA2_CHAPTER, tmp_path, subsets=["counting"], scores_path=str(csv), tia2_mirror=str(mirror), reference="clip"
+    )
+    assert "holds one score column ['clip']" in str(err) and err.exec_count == 3
+
+
 def test_reference_rules_name_what_is_expected():
     rule = params.one_of(["a", "b"], of="the score columns of s.csv")
     assert rule("a") is None and rule("c") == "one of the score columns of s.csv: ['a', 'b']"

@@ -32,7 +32,11 @@ def _grid():
     )
     return {
         "model": "data/synth/generator",
-        "rewards": {"gold": {"spec": "gold"}, "preference": {"spec": "raw:data/synth/proxy_preference"}},
+        "rewards": {
+            "gold": {"spec": "gold"},
+            "preference": {"spec": "raw:data/synth/proxy_preference"},
+            "TextNorm(preference)": {"spec": "textnorm:data/synth/proxy_preference", "temperature": 3.0},
+        },
         "methods": {"ddpo": ddpo},
         "seeds": [0],
     }
@@ -69,24 +73,32 @@ def test_study_images_reproduce_the_runs_and_share_the_base(logs, tmp_path):
     runs = {name: overopt.run_name("ddpo", name, 0) for name in ("gold", "preference")}
     systems = [
         {"name": "base", "run": runs["gold"], "step": 0},
-        {"name": "base again", "run": runs["preference"], "step": 0},
         {"name": "gold, end", "run": runs["gold"], "step": 3},
         {"name": "preference, 1", "run": runs["preference"], "step": 1},
         {"name": "preference, end", "run": runs["preference"], "step": 3},
     ]
     out = study.make_study(logs, systems, held, tmp_path / "study", n_images=3, workers=2)
     s = study.load_study(out)
-    assert s["images"].shape[:3] == (5, 3, 3) and s["images"].dtype == np.uint8
-    # the base model from either run: the same images, KL exactly 0
-    assert np.array_equal(s["images"][0], s["images"][1]) and not s["kl"][:2].any()
+    assert s["images"].shape[:3] == (4, 3, 3) and s["images"].dtype == np.uint8
+    # the base model drawn by another run: the same images, KL exactly 0
+    other = study.load_study(
+        study.make_study(
+            logs,
+            [{"name": "base", "run": runs["preference"], "step": 0}],
+            held,
+            tmp_path / "other",
+            n_images=3,
+            workers=1,
+        )
+    )
+    assert np.array_equal(s["images"][0], other["images"][0]) and not s["kl"][0].any() and not other["kl"].any()
     # trained models differ from the base and have a positive KL; gold is a verdict per image
-    assert not np.array_equal(s["images"][4], s["images"][0]) and (s["kl"][2:] > 0).all()
+    assert not np.array_equal(s["images"][3], s["images"][0]) and (s["kl"][1:] > 0).all()
     assert set(np.unique(s["gold"])) <= {0.0, 1.0}
     # trained again on this CPU: every logged number identical
     assert all(v == 0 for diffs in s["replay_max_diff"].values() for v in diffs.values())
     assert [x["reward"] for x in s["systems"]] == [
         "gold",
-        "raw:data/synth/proxy_preference",
         "gold",
         "raw:data/synth/proxy_preference",
         "raw:data/synth/proxy_preference",
@@ -106,20 +118,30 @@ def test_study_refuses_bad_systems(logs, tmp_path):
             study.make_study(logs, systems, ["two red circles"], tmp_path / "s")
     with pytest.raises(ValueError, match="distinct non-empty"):
         study.make_study(logs, [{"name": "a", "run": run, "step": 0}], ["x", "x"], tmp_path / "s")
+    with pytest.raises(ValueError, match="trained on"):  # the grid trains on PROMPTS
+        study.make_study(logs, [{"name": "a", "run": run, "step": 0}], PROMPTS[:1], tmp_path / "t")
 
 
 def test_study_systems_take_each_pair_at_its_common_kl_and_at_the_end(logs):
     from textnorm.stats.endpoint import reach
 
-    systems = study.study_systems(logs, pairs=[("preference", "gold")])
-    assert [s["name"].split(",")[0] for s in systems] == ["base", "preference", "preference", "gold", "gold"]
-    budget = min(reach(logs["evaluations"], n) for n in ("preference", "gold"))
+    systems = study.study_systems(logs, pairs=[("preference", "TextNorm(preference)")])
+    assert systems[0]["role"] == "base" and {s["role"] for s in systems[1:]} == {"raw", "textnorm"}
+    assert len({(s["run"], s["step"]) for s in systems}) == len(systems)  # no model twice
+    budget = min(reach(logs["evaluations"], n) for n in ("preference", "TextNorm(preference)"))
     for s in systems[1:]:
         log = logs["logs"][s["run"]]
-        if s["name"].endswith("end"):
+        kl = {e["step"]: np.sqrt(e["eval_kl"]) for e in log["evals"]}
+        assert s["sqrt_kl_logged"] == pytest.approx(kl[s["step"]])
+        if s["checkpoint"] == "end":
             assert s["step"] == log["config"]["steps"]
-        else:
-            kl = {e["step"]: e["eval_kl"] for e in log["evals"]}
-            assert abs(np.sqrt(kl[s["step"]]) - budget) == min(abs(np.sqrt(v) - budget) for v in kl.values())
+        else:  # at the budget (possibly also the end of training)
+            assert abs(kl[s["step"]] - budget) == min(abs(v - budget) for v in kl.values())
+    # the run that sets the budget reaches it at its end: one system, not two copies
+    assert any(s["checkpoint"] == "budget and end" for s in systems)
     with pytest.raises(ValueError, match="pairs"):
         study.study_systems(logs)  # the grid names none
+    with pytest.raises(ValueError, match="a raw reward"):
+        study.study_systems(logs, pairs=[("TextNorm(preference)", "preference")])
+    with pytest.raises(ValueError, match="a raw reward"):
+        study.study_systems(logs, pairs=[("preference", "gold")])

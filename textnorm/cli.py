@@ -485,6 +485,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_overopt)
 
     p = sub.add_parser(
+        "study",
+        help="draw the images of the over-optimisation grid's fine-tuned models for the human-evaluation chapter",
+        description="Choose the study's systems from the grid's logs (the base model; for each pair, the raw and "
+        "the TextNorm DDPO model of the first seed at the pair's common KL and at the end of training: "
+        "textnorm.experiments.study.study_systems), train those runs again (compared with their logs) and draw "
+        "IMAGES images per system for PROMPTS held-out captions from one noise; write study.npz and study.json to "
+        "--out (inside data/ also their sha256 in data/MANIFEST.json).",
+    )
+    p.add_argument("--logs", default="data/overopt", help="the grid's logs (default: %(default)s)")
+    p.add_argument("--out", default="data/study", help="output folder (default: %(default)s)")
+    p.add_argument("--prompts", type=int, default=40, help="held-out captions in the study (default: %(default)s)")
+    p.add_argument("--images", type=int, default=4, help="images per system and prompt (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="picks the captions and the noise (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=2, help="worker processes of one torch thread each (default: 2)")
+    p.add_argument("--overwrite", action="store_true", help="replace the study --out holds")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_study)
+
+    p = sub.add_parser(
         "runs",
         help="run a set of fine-tuning runs from one parameter file (e.g. params/paper_ddpo.yaml)",
         description="Run every (prompt set, reward, seed) of a parameter file one after another, each into "
@@ -593,6 +612,31 @@ def _cmd_overopt(args: argparse.Namespace) -> int:
         args.out, grid, workers=args.workers, resume=args.resume, overwrite=args.overwrite, progress=not args.quiet
     )
     print(f"wrote {out}")
+    return 0
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    from textnorm import manifest
+    from textnorm.experiments import overopt, study
+
+    if args.workers < 1 or args.prompts < 4 or args.images < 1 or args.seed < 0:
+        raise CLIError("--workers and --images must be >= 1, --prompts >= 4 (selection and test), --seed >= 0")
+    logs = overopt.load(args.logs)
+    systems = study.study_systems(logs)
+    out = study.make_study(
+        logs,
+        systems,
+        overopt.bon_prompts(args.prompts, args.seed),
+        args.out,
+        n_images=args.images,
+        noise_seed=args.seed,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    settings = {"logs": str(args.logs), "prompts": args.prompts, "images": args.images, "seed": args.seed}
+    manifest.record(out, "textnorm study", settings)
+    print(f"wrote {out}: {len(systems)} systems")
     return 0
 
 

@@ -115,7 +115,8 @@ def legend_above(ax, ncol: int = 2, title: str | None = None) -> None:
 
 
 def min_font_px(fig, dpi: float = DPI) -> float:
-    """The smallest font of the figure's visible, non-empty texts, in pixels at ``dpi`` (points x dpi / 72)."""
+    """The smallest font of the figure's visible, non-empty texts, in pixels at ``dpi`` (points x dpi / 72).
+    Tick labels hold their text only once the figure is drawn: draw it first (:func:`figure_png` does)."""
     from matplotlib.text import Text
 
     sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
@@ -128,6 +129,7 @@ def figure_png(fig, dpi: float = DPI) -> bytes:
     import io
 
     buf = io.BytesIO()
+    fig.canvas.draw()  # tick labels get their text only when drawn: measure after
     meta = {MIN_FONT_KEY: f"{min_font_px(fig, dpi):.2f}"}
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata=meta)
     return buf.getvalue()

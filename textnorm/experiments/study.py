@@ -45,10 +45,12 @@ def study_systems(
     logs: Mapping[str, Any], pairs: Sequence[Sequence[str]] | None = None, method: str = "ddpo", seed: int | None = None
 ) -> list[dict[str, Any]]:
     """The systems the study compares, fixed before any image is drawn: the base model, and for
-    each pair (a raw reward and its TextNorm reward; default: the grid's pairs) both rewards' runs of
-    ``seed`` (default: the grid's first) at the same KL budget, the checkpoint closest to the
+    each pair (a raw reward, then its TextNorm reward; default: the grid's pairs) both rewards' runs of
+    ``seed`` (default: the grid's first) at the pair's KL budget, the checkpoint closest to the
     pair's D (the smallest largest sqrt KL any run of the pair reached, the primary endpoint's
-    range), and at the end of training."""
+    range), and at the end of training. A checkpoint at the budget that is the end of training is one
+    system (``checkpoint`` "budget and end"), never two copies of one model. Each system carries its
+    ``role`` (base, raw or textnorm), its pair and the sqrt KL its run logged at that step."""
     from textnorm.experiments.overopt import run_name
     from textnorm.stats.endpoint import reach
 
@@ -58,27 +60,58 @@ def study_systems(
         raise ValueError("the study needs pairs of a raw and a TextNorm reward (the grid names none)")
     if logs.get("evaluations") is None:
         raise ValueError(f"the logs hold no per-prompt evaluations with a KL: {logs.get('evaluations_missing')}")
+    specs = {name: r["spec"] for name, r in grid["rewards"].items()}
+    for pair in pairs:
+        kinds = [str(specs.get(n, "")).split(":")[0] for n in pair]
+        if len(pair) != 2 or kinds[0] != "raw" or not kinds[1].startswith("textnorm"):
+            raise ValueError(
+                f"pair {list(pair)}: a raw reward ('raw:...') first, then its TextNorm reward "
+                f"('textnorm...'); their specs are {[specs.get(n) for n in pair]}"
+            )
     seed = grid["seeds"][0] if seed is None else seed
     first = run_name(method, pairs[0][0], seed)
     if first not in logs["logs"]:
         raise ValueError(f"no run {first!r} in the logs (method {method!r}, seed {seed})")
-    systems = [{"name": "base", "run": first, "step": 0}]
-    for pair in pairs:
+    systems = [
+        {
+            "name": "base",
+            "run": first,
+            "step": 0,
+            "role": "base",
+            "pair": None,
+            "checkpoint": "base",
+            "sqrt_kl_logged": 0.0,
+        }
+    ]
+    for i, pair in enumerate(pairs):
         budget = min(reach(logs["evaluations"], name, method) for name in pair)
-        for name in pair:
+        for name, role in zip(pair, ("raw", "textnorm")):
             run = run_name(method, name, seed)
             if run not in logs["logs"]:
                 raise ValueError(f"no run {run!r} in the logs")
             log = logs["logs"][run]
+            kl = {e["step"]: math.sqrt(max(e["eval_kl"], 0.0)) for e in log["evals"] if "eval_kl" in e}
+            end, at = log["config"]["steps"], checkpoint_near(log, budget)
+            common = {"run": run, "role": role, "pair": i, "budget": budget}
+            if at != end:
+                systems.append(
+                    {
+                        **common,
+                        "name": f"{name}, sqrt KL {budget:.2f}",
+                        "step": at,
+                        "checkpoint": "budget",
+                        "sqrt_kl_logged": kl[at],
+                    }
+                )
             systems.append(
                 {
-                    "name": f"{name}, sqrt KL {budget:.2f}",
-                    "run": run,
-                    "step": checkpoint_near(log, budget),
-                    "budget": budget,
+                    **common,
+                    "name": f"{name}, end",
+                    "step": end,
+                    "checkpoint": "budget and end" if at == end else "end",
+                    "sqrt_kl_logged": kl.get(end),
                 }
             )
-            systems.append({"name": f"{name}, end", "run": run, "step": log["config"]["steps"]})
     return systems
 
 
@@ -106,6 +139,9 @@ def _study_job(job: tuple) -> tuple[str, dict]:
 
     run, log, steps, prompts, n_images, noise_seed = job
     tuner = Finetuner(FinetuneConfig(**log["config"]))
+    trained = set(prompts) & set(tuner.task.train_prompts)
+    if trained:  # the study measures the models on prompts they were not tuned on
+        raise ValueError(f"study prompts the run {run!r} trained on: {sorted(trained)}")
     drawn = {}
     for k in sorted(set(steps)):
         while tuner.step < k:
@@ -148,6 +184,9 @@ def make_study(
     names = [s["name"] for s in systems]
     if not systems or len(set(names)) != len(names):
         raise ValueError(f"systems need distinct names, got {names}")
+    models = [(s["run"], s["step"]) for s in systems]
+    if len(set(models)) != len(models) or sum(s["step"] == 0 for s in systems) > 1:
+        raise ValueError("two systems are one model (the same run and step, or two base models): list it once")
     by_run: dict[str, list[int]] = {}
     for s in systems:
         log = logs["logs"].get(s["run"])
@@ -159,6 +198,19 @@ def make_study(
         by_run.setdefault(s["run"], []).append(s["step"])
     jobs = [(run, logs["logs"][run], steps, prompts, n_images, noise_seed) for run, steps in by_run.items()]
     results = dict(run_jobs(_study_job, jobs, workers, progress=progress, desc="study images"))
+    import torch
+
+    from textnorm.experiments.overopt import cpu_model
+
+    here = (torch.backends.cpu.get_cpu_capability(), cpu_model())
+    for run, r in results.items():
+        log = logs["logs"][run]
+        same_cpu = (
+            log["config"].get("device", "cpu") == "cpu" and (log.get("cpu_capability"), log.get("cpu_model")) == here
+        )
+        differ = {k: v for k, v in r["diffs"].items() if v != 0}
+        if differ and same_cpu:  # on the CPU that wrote the log a run is repeatable bit for bit
+            raise ValueError(f"run {run!r} trained again differs from its log on the CPU that wrote it: {differ}")
     drawn = [results[s["run"]]["drawn"][s["step"]] for s in systems]
     arrays = {key: np.stack([d[key] for d in drawn]) for key in ("images", "gold", "kl")}
     meta = {
@@ -166,7 +218,7 @@ def make_study(
             {
                 **dict(s),
                 "method": logs["logs"][s["run"]]["config"]["method"],
-                "reward": logs["logs"][s["run"]]["config"]["reward"],
+                "reward": None if s.get("role") == "base" else logs["logs"][s["run"]]["config"]["reward"],
                 "seed": logs["logs"][s["run"]]["config"]["seed"],
             }
             for s in systems
@@ -175,6 +227,7 @@ def make_study(
         "n_images": n_images,
         "noise_seed": noise_seed,
         "replay_max_diff": {run: r["diffs"] for run, r in results.items()},
+        "replay_cpu": {"cpu_capability": here[0], "cpu_model": here[1]},
     }
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "study.npz", lambda f: np.savez_compressed(f, **arrays))

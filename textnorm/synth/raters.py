@@ -4,13 +4,16 @@ The paper's protocol: for a prompt, a rater sees two systems' images, four of ea
 answers two questions: which set matches the text better (alignment) and which looks better
 (fidelity). A simulated rater answering question q about sets A and B of one prompt computes
 
-    u_q(S) = w_q,gold * gold(S) + w_q,fid * fidelity(S) + e,    e ~ N(0, sigma^2) per rater and set,
+    u_q(S) = w_q,gold * gold(S) + w_q,fid * fidelity(S) + e,    e ~ N(0, sigma^2),
 
 with gold(S) the share of S's images the gold judge finds aligned and fidelity(S) the mean of
 :func:`fidelity` over S's images, and answers "tie" when |u_q(A) - u_q(B)| < ``tie_margin``, else
-the set with the larger u_q. The weights are the caller's, stated up front (the chapter varies them);
+the set with the larger u_q. The noise e is drawn once per rater, prompt, question and set: a rater
+sees a set the same way in every pair it appears in (answers are transitive per rater); raters
+differ by their noise only. The weights are the caller's, stated up front (the chapter varies them);
 sigma is calibrated by :func:`calibrate_sigma` so that the raters' Fleiss' kappa over their
-three-way answers equals a target, e.g. the TIA2 annotators' measured kappa.
+three-way answers takes a target value, e.g. the value TIA2's annotators reached on their (other)
+task of labelling single images.
 
 fidelity(x): the share of an image's pixels within ``tolerance`` (Euclidean distance in RGB) of the
 background or a palette colour, the colours the renderer draws with: 1 for a clean render, lower
@@ -76,14 +79,19 @@ def simulate(
         raise ValueError(f"pairs name unknown systems: {sorted(unknown)}")
     g, f = gold.mean(-1), fid.mean(-1)  # [system, prompt]: each set's share aligned and mean fidelity
     rng = np.random.default_rng(seed)
+    questions = list(weights)
+    # every draw up front, in a fixed order: the noise of each (rater, prompt, question, set), then the sides
+    noise = rng.standard_normal((raters, len(prompts), len(questions), len(systems)))
+    sides = rng.random((len(prompts), len(pairs), len(questions), raters)) < 0.5
     rows = []
     for j, prompt in enumerate(prompts):
-        for a, b in pairs:
-            for q, (wg, wf) in weights.items():
+        for k, (a, b) in enumerate(pairs):
+            for qi, q in enumerate(questions):
+                wg, wf = weights[q]
                 u = {s: wg * g[index[s], j] + wf * f[index[s], j] for s in (a, b)}
                 for r in range(raters):
-                    left, right = (a, b) if rng.random() < 0.5 else (b, a)
-                    d = u[left] - u[right] + sigma * (rng.standard_normal() - rng.standard_normal())
+                    left, right = (a, b) if sides[j, k, qi, r] else (b, a)
+                    d = u[left] - u[right] + sigma * (noise[r, j, qi, index[left]] - noise[r, j, qi, index[right]])
                     choice = "tie" if abs(d) < tie_margin else ("left" if d > 0 else "right")
                     rows.append(
                         {
@@ -99,16 +107,22 @@ def simulate(
 
 
 def kappa(judgments: pd.DataFrame) -> float:
-    """Fleiss' kappa of the raters' answers, one item per (prompt, question, pair), the answer read as
-    the first-named system winning, the second winning, or a tie (three categories)."""
-    j = judgments.copy()
+    """Fleiss' kappa of the raters' answers, one item per (prompt, question, pair of systems), three
+    categories: one system wins, the other wins, tie. Which system of a pair counts as "first" is
+    arbitrary, and Fleiss' chance agreement depends on it, so every item is counted twice, once each
+    way round: the value does not depend on the systems' names or order."""
+    j = judgments
     first = np.where(j.left < j.right, j.left, j.right)
-    j["answer"] = np.select([j.choice == "tie", (j.choice == "left") == (j.left == first)], [-1, 1], 0)
-    j["item"] = j.prompt + "\0" + j.question + "\0" + first + "\0" + np.where(j.left < j.right, j.right, j.left)
-    table = j.pivot_table(index="item", columns="rater", values="answer", aggfunc="first")
+    answer = np.select([j.choice == "tie", (j.choice == "left") == (j.left == first)], [-1, 1], 0)
+    item = j.prompt + "\0" + j.question + "\0" + first + "\0" + np.where(j.left < j.right, j.right, j.left)
+    table = pd.DataFrame({"item": item, "rater": j.rater, "answer": answer}).pivot_table(
+        index="item", columns="rater", values="answer", aggfunc="first"
+    )
     if table.shape[1] < 2 or table.isna().any().any():
         raise ValueError("kappa needs every item answered by the same two or more raters")
-    return fleiss(table.to_numpy(int))
+    x = table.to_numpy(int)
+    swapped = np.where(x == -1, -1, 1 - x)  # the same answers with the pair read the other way round
+    return fleiss(np.concatenate([x, swapped]))
 
 
 def calibrate_sigma(
@@ -133,7 +147,10 @@ def calibrate_sigma(
         raise ValueError("calibration needs at least two raters")
 
     def k(sigma: float) -> float:
-        return kappa(simulate(gold, fid, systems, prompts, pairs, weights, sigma, raters, tie_margin, seed))
+        value = kappa(simulate(gold, fid, systems, prompts, pairs, weights, sigma, raters, tie_margin, seed))
+        if not np.isfinite(value):  # e.g. every answer a tie: agreement is undefined, not high or low
+            raise ValueError(f"the raters' kappa is not a number at sigma {sigma:g} (every answer the same?)")
+        return value
 
     lo, hi = 1e-4, 10.0
     if k(lo) < target_kappa:

@@ -209,3 +209,24 @@ def conclusions(
             "instead."
         )
     return "\n".join(lines)
+
+
+def verdict(tests: pd.DataFrame, subsets: Sequence[str], column: str = "p_holm_all", alpha: float = ALPHA) -> str:
+    """The claim "the reference ranks images closer to people's verdicts than every other reward", per
+    subset: *holds* where every comparison of the subset favours the reference (adjusted p in
+    ``column`` < alpha), *does not hold* where any favours another reward, *not shown* otherwise;
+    e.g. "holds on counting and composition; not shown on comprehensive"."""
+    split = outcomes(tests, column, alpha)
+    by_verdict: dict[str, list[str]] = {}
+    for s in subsets:
+        n = int((tests.subset == s).sum())
+        if n == 0:
+            raise ValueError(f"verdict: no comparison on subset {s!r}")
+        if (split["against"].subset == s).any():
+            v = "does not hold"
+        elif int((split["favour"].subset == s).sum()) == n:
+            v = "holds"
+        else:
+            v = "not shown"
+        by_verdict.setdefault(v, []).append(str(s))
+    return "; ".join(f"{v} on {join_words(names)}" for v, names in by_verdict.items())

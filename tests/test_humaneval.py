@@ -306,3 +306,49 @@ def test_unclustered_bradley_terry_errors_shrink_with_copies_clustered_do_not():
     assert clus4.se.iloc[1] == pytest.approx(clus1.se.iloc[1], rel=0.05)  # same prompts: same error
     with pytest.raises(ValueError, match="no judgment compares"):
         he.compare_by_prompt(df, [("a", "nobody")])
+
+
+def test_judgments_needed_above_a_threshold():
+    from textnorm.stats import humaneval as he
+
+    n = he.judgments_needed_above(0.8, 2 / 3, alpha=0.05, power=0.8)
+    assert he.above_power(n, 0.8, 2 / 3) >= 0.8 and he.above_power(n // 2, 0.8, 2 / 3) < 0.8
+    # a rate closer to the threshold needs more; against 1/2 the one-sided test needs fewer than the two-sided
+    assert he.judgments_needed_above(0.75, 2 / 3) > n
+    assert he.judgments_needed_above(2 / 3, 0.5) <= he.judgments_needed(2 / 3)["n_exact"]
+    # the test's size: at p = p0 it rejects at most alpha of the time
+    assert he.above_power(200, 2 / 3, 2 / 3, alpha=0.05) <= 0.05
+    with pytest.raises(ValueError, match="p0"):
+        he.judgments_needed_above(0.6, 2 / 3)
+
+
+def test_design_effect_from_independent_and_clustered_judgments():
+    from textnorm.stats import humaneval as he
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for p in range(60):
+        shared = rng.random() < 0.6  # clustered: the prompt decides, every rater agrees
+        for r in range(5):
+            independent = rng.random() < 0.6
+            rows.append(
+                {
+                    "rater": f"r{r}",
+                    "prompt": f"p{p}",
+                    "left": "A",
+                    "right": "B",
+                    "choice": "left" if independent else "right",
+                }
+            )
+            rows.append(
+                {
+                    "rater": f"r{r}",
+                    "prompt": f"p{p}",
+                    "left": "C",
+                    "right": "D",
+                    "choice": "left" if shared else "right",
+                }
+            )
+    df = pd.DataFrame(rows)
+    assert he.design_effect(df, "A", "B", n_boot=4000) < 1.4  # about 1 (floored at 1)
+    assert 3.5 < he.design_effect(df, "C", "D", n_boot=4000) < 6.5  # about the 5 raters per prompt

@@ -516,3 +516,52 @@ def judgments_needed(p: float = 2 / 3, alpha: float = 0.05, power: float = 0.8, 
             exact = n
             break
     return {"win_rate": p, "alpha": alpha, "power": power, "n_exact": exact, "n_normal_approx": float(approx)}
+
+
+def above_power(n: int, p: float, p0: float, alpha: float = 0.05) -> float:
+    """Power of the one-sided exact binomial test of H0: win rate <= p0 with n decided judgments when
+    the win rate is p (reject when the wins k have P(Bin(n, p0) >= k) <= alpha)."""
+    k = np.arange(n + 1)
+    reject = stats.binom.sf(k - 1, n, p0) <= alpha
+    return float(stats.binom.pmf(k, n, p)[reject].sum())
+
+
+def judgments_needed_above(
+    p: float, p0: float = 2 / 3, alpha: float = 0.05, power: float = 0.8, n_max: int = 20000
+) -> int | None:
+    """Decided judgments needed to show a win rate above ``p0`` (e.g. 2/3: "at least twice as many
+    wins as losses") when it is ``p`` > p0: the smallest n from which :func:`above_power` stays at or
+    above ``power`` for the next 10 n (it is not monotone in n); None when n_max does not suffice."""
+    if not (0 < p0 < p < 1):
+        raise ValueError(f"need 0 < p0 < p < 1, got p0={p0!r}, p={p!r}")
+    _check_level(alpha, "alpha")
+    _check_level(power, "power")
+    for n in range(2, n_max):
+        if all(above_power(m, p, p0, alpha) >= power for m in range(n, n + 11)):
+            return n
+    return None
+
+
+def design_effect(df: pd.DataFrame, a: str, b: str, n_boot: int = 2000, seed: int = 0) -> float:
+    """How much clustering by prompt inflates the variance of a's win rate against b: the variance of
+    the prompt bootstrap (:func:`compare_by_prompt`'s resampling) over the binomial variance of as many
+    independent decided judgments, r(1 - r) / n; at least 1 (clustering never makes a study cheaper
+    than independent judgments). Multiply a sample size planned for independent judgments by it."""
+    df = validate(df)
+    sub = df[((df.left == a) & (df.right == b)) | ((df.left == b) & (df.right == a))]
+    win_a = ((sub.left == a) & (sub.choice == "left")) | ((sub.right == a) & (sub.choice == "right"))
+    win_b = (sub.choice != "tie") & ~win_a
+    per = (
+        pd.DataFrame({"prompt": sub.prompt, "w": win_a.astype(int), "l": win_b.astype(int)})
+        .groupby("prompt")[["w", "l"]]
+        .sum()
+    )
+    w, n = per.w.to_numpy(), (per.w + per.l).to_numpy()
+    _check_bootstrap_prompts(a, b, int((n > 0).sum()))
+    rate = w.sum() / n.sum()
+    if rate in (0.0, 1.0):
+        raise ValueError(f"design_effect: {a!r} won every or no decided judgment against {b!r}: no variance to compare")
+    draws = np.random.default_rng(seed).integers(0, len(per), (n_boot, len(per)))
+    ws, ns = w[draws].sum(1), n[draws].sum(1)
+    boot = (ws[ns > 0] / ns[ns > 0]).var(ddof=1)
+    return float(max(1.0, boot / (rate * (1 - rate) / n.sum())))

@@ -9,6 +9,7 @@ import json
 import papermill
 import pytest
 
+from textnorm import testing
 from textnorm.experiments import overopt, study
 from textnorm.paths import repo_root
 
@@ -17,32 +18,11 @@ PROMPTS = ["two red circles", "three blue squares"]
 
 
 def _grid():
-    ddpo = dict(
-        method="ddpo",
-        steps=3,
-        prompts=PROMPTS,
-        n_prompts=2,
-        samples_per_prompt=2,
-        batch_size=4,
-        lr=3e-3,
-        lora_rank=2,
-        sample_steps=4,
-        min_train_sigma=0.05,
-        untrained_steps="base",
-        eval_every=1,
-        eval_samples=2,
-        heldout_samples=1,
-    )
-    return {
-        "model": "data/synth/generator",
-        "rewards": {
-            "preference": {"spec": "raw:data/synth/proxy_preference"},
-            "TextNorm(preference)": {"spec": "textnorm:data/synth/proxy_preference", "temperature": 3.0},
-        },
-        "pairs": [["preference", "TextNorm(preference)"]],
-        "methods": {"ddpo": ddpo},
-        "seeds": [0],
+    rewards = {
+        "preference": {"spec": "raw:data/synth/proxy_preference"},
+        "TextNorm(preference)": {"spec": "textnorm:data/synth/proxy_preference", "temperature": 3.0},
     }
+    return testing.tiny_synth_grid(rewards, PROMPTS, pairs=[["preference", "TextNorm(preference)"]], lr=3e-3)
 
 
 @pytest.fixture(scope="module")

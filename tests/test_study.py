@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from textnorm import testing
 from textnorm.experiments import overopt, study
 from textnorm.synth import scenes
 
@@ -14,32 +15,12 @@ PROMPTS = ["two red circles", "three blue squares"]
 
 
 def _grid():
-    ddpo = dict(
-        method="ddpo",
-        steps=3,
-        prompts=PROMPTS,
-        n_prompts=2,
-        samples_per_prompt=2,
-        batch_size=4,
-        lr=1e-3,
-        lora_rank=2,
-        sample_steps=4,
-        min_train_sigma=0.05,
-        untrained_steps="base",
-        eval_every=1,
-        eval_samples=2,
-        heldout_samples=1,
-    )
-    return {
-        "model": "data/synth/generator",
-        "rewards": {
-            "gold": {"spec": "gold"},
-            "preference": {"spec": "raw:data/synth/proxy_preference"},
-            "TextNorm(preference)": {"spec": "textnorm:data/synth/proxy_preference", "temperature": 3.0},
-        },
-        "methods": {"ddpo": ddpo},
-        "seeds": [0],
+    rewards = {
+        "gold": {"spec": "gold"},
+        "preference": {"spec": "raw:data/synth/proxy_preference"},
+        "TextNorm(preference)": {"spec": "textnorm:data/synth/proxy_preference", "temperature": 3.0},
     }
+    return testing.tiny_synth_grid(rewards, PROMPTS, lr=1e-3)
 
 
 @pytest.fixture(scope="module")

@@ -324,3 +324,31 @@ def save_stable_diffusion(folder: str | Path, seed: int = 0, sample_size: int = 
     )
     pipe.save_pretrained(folder)
     return folder
+
+
+def tiny_synth_grid(
+    rewards: dict, prompts: list[str], pairs: list | None = None, lr: float = 1e-3, steps: int = 3
+) -> dict:
+    """A DDPO over-optimisation grid on the synthetic world small enough for a test (one seed, 2
+    prompts x 2 samples a round, 4 DDIM steps, the untrained steps on the base model, every round
+    evaluated): a smoke run whose numbers mean nothing."""
+    ddpo = dict(
+        method="ddpo",
+        steps=steps,
+        prompts=list(prompts),
+        n_prompts=2,
+        samples_per_prompt=2,
+        batch_size=4,
+        lr=lr,
+        lora_rank=2,
+        sample_steps=4,
+        min_train_sigma=0.05,
+        untrained_steps="base",
+        eval_every=1,
+        eval_samples=2,
+        heldout_samples=1,
+    )
+    grid = {"model": "data/synth/generator", "rewards": dict(rewards), "methods": {"ddpo": ddpo}, "seeds": [0]}
+    if pairs is not None:
+        grid["pairs"] = [list(p) for p in pairs]
+    return grid

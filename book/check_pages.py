@@ -58,6 +58,7 @@ MEASURE = """() => {
   const doc = document.documentElement;
   const boxes = [];
   for (const el of document.querySelectorAll('main *')) {
+    if (el.closest('div.cell_input')) continue;  // a code cell's source scrolls in its own box: lines and indentation kept
     if (el.scrollWidth - el.clientWidth > 2 && getComputedStyle(el).overflowX !== 'visible'
         && getComputedStyle(el).overflowX !== 'hidden') {
       boxes.push((el.tagName + '.' + (el.className || '')).slice(0, 60) + ' +' + (el.scrollWidth - el.clientWidth) + 'px');

@@ -138,12 +138,14 @@ def _means(nb: dict) -> dict[tuple[str, str], float]:
     return {index: float(cells[k]) for index, cells in rows}
 
 
-def _glued(nb: dict) -> dict[str, float]:
-    return {
-        o["metadata"]["scrapbook"]["name"]: float(_text(o["data"]["application/papermill.record/text/plain"]))
-        for _, o in _outputs(nb)
-        if "scrapbook" in o.get("metadata", {})
-    }
+def _glued(nb: dict) -> dict[str, float | str]:
+    """The glued values: numbers as floats, texts (the verdict) as strings."""
+    out = {}
+    for _, o in _outputs(nb):
+        if "scrapbook" in o.get("metadata", {}):
+            text = _text(o["data"]["application/papermill.record/text/plain"])
+            out[o["metadata"]["scrapbook"]["name"]] = text.strip("'\"") if text[:1] in "'\"" else float(text)
+    return out
 
 
 def _independent_grid(mirror: Path, subsets: list[str], reference: str, column: str) -> dict:
@@ -439,3 +441,12 @@ def test_verdict_per_subset():
     assert findings.verdict(tests[tests.subset == "counting"], ["counting"]) == "holds on counting"
     with pytest.raises(ValueError, match="no comparison"):
         findings.verdict(tests, ["nope"])
+
+
+def test_committed_verdict_follows_the_holm_tables(mirror):
+    from textnorm.tia2 import findings
+
+    subsets = ["counting", "composition", "comprehensive"]
+    grid = _independent_grid(mirror, subsets, "TextNorm", "p_holm_all")  # scipy + statsmodels, recomputed
+    tests = pd.DataFrame([{"subset": k[0], "mean_diff": float(d), "p_holm_all": p} for k, (d, p) in grid.items()])
+    assert _glued(json.loads(CHAPTER.read_text()))["verdict"] == findings.verdict(tests, subsets)

@@ -78,6 +78,7 @@ def test_study_images_reproduce_the_runs_and_share_the_base(logs, tmp_path):
     assert set(np.unique(s["gold"])) <= {0.0, 1.0}
     # trained again on this CPU: every logged number identical
     assert all(v == 0 for diffs in s["replay_max_diff"].values() for v in diffs.values())
+    assert all({"loss", "reward", "kl", "gold"} <= set(diffs) for diffs in s["replay_max_diff"].values())
     assert [x["reward"] for x in s["systems"]] == [
         "gold",
         "gold",

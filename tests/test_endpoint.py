@@ -183,3 +183,29 @@ def test_proxy_agreement_reads_a_perfect_a_useless_and_an_inverted_reward():
     judge["reward:flat_on_one"][0] = 1.0  # a constant reward on one prompt: that prompt is left out, not NaN
     out = endpoint.proxy_agreement(judge, n_boot=100).set_index("reward")
     assert out.loc["same", "agreement"] == pytest.approx(1) and out.loc["flat_on_one", "prompts"] == 3
+
+
+def test_end_difference_takes_each_runs_last_evaluation():
+    from textnorm.stats import endpoint
+
+    rows = []
+    for name, end_gain in (("raw", 0.1), ("tn", 0.3)):
+        for seed in range(3):
+            for p in ("a", "b", "c"):
+                for step, kl in ((0, 0.0), (1, 0.5), (2, 1.0 + seed)):
+                    gain = 0.0 if step == 0 else (end_gain if step == 2 else 0.5) + 0.01 * seed
+                    rows.append(
+                        {
+                            "method": "ddpo",
+                            "reward_name": name,
+                            "seed": seed,
+                            "step": step,
+                            "prompt": p,
+                            "sqrt_kl": kl,
+                            "gold_change": gain,
+                        }
+                    )
+    table = pd.DataFrame(rows)
+    out = endpoint.end_difference(table, [("raw", "tn")]).iloc[0]
+    assert out.raw_end == pytest.approx(0.11) and out.textnorm_end == pytest.approx(0.31)
+    assert out.difference == pytest.approx(0.2) and out.raw_sqrt_kl == pytest.approx(2.0)

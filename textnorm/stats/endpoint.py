@@ -220,6 +220,51 @@ def primary_endpoint(
     return out
 
 
+def ends(table: pd.DataFrame, reward: str, method: str = "ddpo") -> pd.DataFrame:
+    """Seeds x prompts (labelled): the gold change at each run's last evaluation (the end of training)."""
+    g, seeds, prompts = _cells(table, reward, method)
+    last = g[g.step == g.groupby("seed").step.transform("max")]
+    return last.pivot_table(index="seed", columns="prompt", values="gold_change").loc[seeds, prompts]
+
+
+def end_difference(
+    table: pd.DataFrame, pairs: Sequence[tuple[str, str]], method: str = "ddpo", level: float = 0.95
+) -> pd.DataFrame:
+    """Exploratory, not the primary endpoint: per pair, TextNorm minus raw of the gold change at the end
+    of training (each run at the KL it reached, not a matched KL), seeds and prompts random as in
+    :func:`primary_endpoint`, Holm over the pairs; with each reward's mean sqrt KL at its end."""
+    from textnorm.stats.metrics import holm
+
+    rows = []
+    for raw, cal in pairs:
+        e_raw, e_cal = ends(table, raw, method), ends(table, cal, method)
+        if list(e_raw.index) != list(e_cal.index) or list(e_raw.columns) != list(e_cal.columns):
+            raise ValueError(f"pair ({raw}, {cal}): the two rewards' runs have other seeds or prompts")
+        m, se, df = mean_se((e_cal - e_raw).to_numpy())
+        lo, hi, p = _t_test(m, se, df, level)
+        kl = {
+            n: table[(table.method == method) & (table.reward_name == n)].groupby("seed").sqrt_kl.max().mean()
+            for n in (raw, cal)
+        }
+        rows.append(
+            {
+                "raw": raw,
+                "textnorm": cal,
+                "raw_end": float(e_raw.to_numpy().mean()),
+                "textnorm_end": float(e_cal.to_numpy().mean()),
+                "raw_sqrt_kl": float(kl[raw]),
+                "textnorm_sqrt_kl": float(kl[cal]),
+                "difference": m,
+                "low": lo,
+                "high": hi,
+                "p": p,
+            }
+        )
+    out = pd.DataFrame(rows)
+    out["p_holm"] = holm(out.p.to_numpy()) if len(out) else []
+    return out
+
+
 def _run_curves(table: pd.DataFrame, reward: str, grid: np.ndarray, method: str) -> np.ndarray:
     """(len(grid), seeds, prompts): every run's and prompt's gold change at the d of ``grid``."""
     g, seeds, prompts = _cells(table, reward, method)

@@ -635,18 +635,28 @@ def load(folder: str | Path) -> dict[str, Any]:
     }
 
 
+def row_differences(old_rows: Sequence[Mapping[str, Any]], new_rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Per logged column (wall time aside), the largest absolute difference between logged rows and
+    rows trained again, row by row (0.0: bit for bit; NaN in both counts as equal, in one as inf).
+    Columns the new rows lack (e.g. evaluations not repeated) are not compared."""
+    if len(new_rows) > len(old_rows):
+        raise ValueError(f"{len(new_rows)} rows trained again, the log holds {len(old_rows)}")
+    diffs: dict[str, float] = {}
+    for old, new in zip(old_rows, new_rows):
+        for key, value in old.items():
+            if key in new and key != "seconds" and isinstance(value, (int, float)):
+                a, b = float(new[key]), float(value)
+                gap = 0.0 if a == b or (np.isnan(a) and np.isnan(b)) else abs(a - b)
+                diffs[key] = max(diffs.get(key, 0.0), gap if np.isfinite(gap) else float("inf"))
+    return diffs
+
+
 def _replay_job(job: tuple) -> tuple[dict[str, float], dict]:
     from textnorm.finetune.config import FinetuneConfig
 
     log, steps = job
     fresh = train_run(FinetuneConfig(**log["config"]), steps=steps, keep_weights=True)
-    diffs: dict[str, float] = {}
-    for old, new in zip(log["rows"][:steps], fresh["rows"], strict=True):
-        for key, value in old.items():
-            if key != "seconds":  # wall time, not a result
-                a, b = float(new[key]), float(value)
-                gap = 0.0 if a == b or (np.isnan(a) and np.isnan(b)) else abs(a - b)  # nan where one is nan
-                diffs[key] = max(diffs.get(key, 0.0), gap if np.isfinite(gap) else float("inf"))
+    diffs = row_differences(log["rows"][:steps], fresh["rows"])
     return diffs, fresh["weights"]
 
 

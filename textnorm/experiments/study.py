@@ -150,13 +150,9 @@ def _study_job(job: tuple) -> tuple[str, dict]:
         while tuner.step < k:
             tuner.run_step()
         drawn[k] = _draw(tuner, prompts, n_images, noise_seed)
-    diffs: dict[str, float] = {}
-    for old, new in zip(log["rows"], tuner.metrics):  # the rows trained again, against the logged ones
-        for key, value in old.items():
-            if key in new and key != "seconds" and isinstance(value, (int, float)):
-                a, b = float(new[key]), float(value)
-                gap = 0.0 if a == b or (np.isnan(a) and np.isnan(b)) else abs(a - b)
-                diffs[key] = max(diffs.get(key, 0.0), gap if np.isfinite(gap) else float("inf"))
+    from textnorm.experiments.overopt import row_differences
+
+    diffs = row_differences(log["rows"], tuner.metrics)  # the training rows, against the logged ones
     return run, {"drawn": drawn, "diffs": diffs}
 
 

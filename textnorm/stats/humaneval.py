@@ -277,14 +277,7 @@ def compare_by_prompt(
     alpha = (1 - level) / 2
     rows = []
     for a, b in _pairs(df, pairs):
-        sub = df[((df.left == a) & (df.right == b)) | ((df.left == b) & (df.right == a))]
-        win_a = ((sub.left == a) & (sub.choice == "left")) | ((sub.right == a) & (sub.choice == "right"))
-        win_b = (sub.choice != "tie") & ~win_a
-        per = (
-            pd.DataFrame({"prompt": sub.prompt, "w": win_a.astype(int), "l": win_b.astype(int)})
-            .groupby("prompt", sort=True)[["w", "l"]]
-            .sum()
-        )
+        per = _prompt_counts(df, a, b)
         w, lost = per.w.to_numpy(), per.l.to_numpy()
         _check_bootstrap_prompts(a, b, int(((w + lost) > 0).sum()))
         draws = rng.integers(0, len(per), (n_boot, len(per)))
@@ -310,6 +303,15 @@ def compare_by_prompt(
     out = pd.DataFrame(rows)
     out["p_sign_prompts_holm"] = multipletests(out.p_sign_prompts, method="holm")[1]
     return out
+
+
+def _prompt_counts(df: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """Per prompt (sorted), the judgments of a against b (either side) a won (``w``) and lost (``l``)."""
+    sub = df[((df.left == a) & (df.right == b)) | ((df.left == b) & (df.right == a))]
+    win_a = ((sub.left == a) & (sub.choice == "left")) | ((sub.right == a) & (sub.choice == "right"))
+    win_b = (sub.choice != "tie") & ~win_a
+    frame = pd.DataFrame({"prompt": sub.prompt, "w": win_a.astype(int), "l": win_b.astype(int)})
+    return frame.groupby("prompt", sort=True)[["w", "l"]].sum()
 
 
 def _check_bootstrap_prompts(a: str, b: str, decided_prompts: int) -> None:
@@ -548,14 +550,7 @@ def design_effect(df: pd.DataFrame, a: str, b: str, n_boot: int = 2000, seed: in
     independent decided judgments, r(1 - r) / n; at least 1 (clustering never makes a study cheaper
     than independent judgments). Multiply a sample size planned for independent judgments by it."""
     df = validate(df)
-    sub = df[((df.left == a) & (df.right == b)) | ((df.left == b) & (df.right == a))]
-    win_a = ((sub.left == a) & (sub.choice == "left")) | ((sub.right == a) & (sub.choice == "right"))
-    win_b = (sub.choice != "tie") & ~win_a
-    per = (
-        pd.DataFrame({"prompt": sub.prompt, "w": win_a.astype(int), "l": win_b.astype(int)})
-        .groupby("prompt")[["w", "l"]]
-        .sum()
-    )
+    per = _prompt_counts(df, a, b)
     w, n = per.w.to_numpy(), (per.w + per.l).to_numpy()
     _check_bootstrap_prompts(a, b, int((n > 0).sum()))
     rate = w.sum() / n.sum()

@@ -14,7 +14,7 @@ endif
 export OMP_NUM_THREADS ?= 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: all install lock data notebooks nb nb-usage book book-only browser test unit nbval clean synth overopt
+.PHONY: all install lock data notebooks nb nb-usage book book-only browser test unit nbval clean synth overopt study
 
 all: book  ## set up, fetch TIA2, execute the notebooks, build the HTML book
 
@@ -102,9 +102,15 @@ synth: install
 	$(BIN)/textnorm train-proxy --kind preference --n-pairs 1000 --threads 1 --out data/synth/proxy_preference_n1000 --overwrite
 	$(BIN)/textnorm build-synth-benchmark --generator data/synth/generator --out data/synth/tia2_synth.npz --overwrite
 
-# Re-run the over-optimisation grid (about 75 minutes on 2 cores); replaces the logs in data/overopt
+# Re-run the pre-registered over-optimisation grid, params/overopt_cpu.yaml (about 3.5 hours on 2 cores;
+# after a kill, `textnorm overopt --grid params/overopt_cpu.yaml --out data/overopt.new --resume` goes on);
+# replaces the logs in data/overopt once every run has finished
 overopt: install
-	$(BIN)/textnorm overopt --out data/overopt --overwrite
+	$(BIN)/textnorm overopt --grid params/overopt_cpu.yaml --out data/overopt --overwrite
+
+# Re-make the human-evaluation study's images from the over-optimisation logs (about 15 minutes on 2 cores)
+study: install
+	$(BIN)/textnorm study --logs data/overopt --out data/study --overwrite
 
 clean:
 	rm -rf _build

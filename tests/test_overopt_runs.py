@@ -13,16 +13,19 @@ from textnorm.experiments import overopt
 
 @pytest.fixture(scope="module")
 def tiny_grid():
-    grid = copy.deepcopy(overopt.CPU_GRID)
+    grid = overopt.default_grid()
     grid["rewards"] = {k: grid["rewards"][k] for k in ("gold", "preference")}
+    grid.pop("pairs", None)
     grid["methods"] = {
         "ddpo": {
             **grid["methods"]["ddpo"],
             "steps": 2,
+            "n_prompts": 2,
             "samples_per_prompt": 2,
             "batch_size": 4,
             "eval_every": 2,
             "eval_samples": 1,
+            "heldout_samples": 1,
             "sample_steps": 4,
         }
     }
@@ -154,6 +157,29 @@ def test_overwrite_swaps_in_the_new_logs_only_at_the_end(logs, tiny_grid, tmp_pa
     assert not (tmp_path / "copy.old").exists()
     with pytest.raises(ValueError, match="not both"):
         overopt.run(copy_, tiny_grid, workers=1, progress=False, overwrite=True, resume=True)
+
+
+def test_a_killed_overwrite_goes_on_where_it_stopped(logs, tiny_grid, tmp_path):
+    import shutil
+
+    copy_, new = tmp_path / "copy", tmp_path / "copy.new"
+    shutil.copytree(logs, copy_)
+    shutil.copytree(logs, new)  # what a kill leaves: the same grid, one run not written yet
+    (new / "runs" / "ddpo__gold__seed0.json").unlink()
+    kept = new / "runs" / "ddpo__preference__seed0.json"
+    kept.write_text(kept.read_text() + " ")  # marked: a finished run is kept, not run again
+    overopt.run(copy_, tiny_grid, workers=1, progress=False, overwrite=True)
+    assert (copy_ / "runs" / "ddpo__preference__seed0.json").read_text().endswith("\n ")
+    assert (copy_ / "runs" / "ddpo__gold__seed0.json").exists() and not new.exists()
+    # a folder left by another grid is not resumed
+    other = copy.deepcopy(tiny_grid)
+    other["seeds"] = [1]
+    shutil.copytree(logs, new)
+    overopt.run(copy_, other, workers=1, progress=False, overwrite=True)
+    assert sorted(p.name for p in (copy_ / "runs").iterdir()) == [
+        "ddpo__gold__seed1.json",
+        "ddpo__preference__seed1.json",
+    ]
 
 
 def test_reward_names_that_would_share_a_log_file_are_refused(tiny_grid):

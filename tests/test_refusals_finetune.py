@@ -5,7 +5,6 @@ folder), a bad grid file, a run log that is not JSON, and grid workers whose par
 
 from __future__ import annotations
 
-import copy
 import errno
 import json
 import os
@@ -218,7 +217,7 @@ def test_shipped_defaults_resolve_outside_the_repository(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- the grid: checked before any computation
 @pytest.fixture()
 def grid():
-    g = copy.deepcopy(overopt.CPU_GRID)
+    g = overopt.default_grid()
     g["seeds"] = [0]
     return g
 
@@ -308,6 +307,7 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_grid_workers_die_when_the_parent_is_killed(grid, tmp_path):
     grid["rewards"] = {k: grid["rewards"][k] for k in ("gold", "preference")}
+    grid.pop("pairs", None)
     grid["methods"] = {"ddpo": {**grid["methods"]["ddpo"], "steps": 10_000, "eval_every": 0}}
     grid["method_rewards"] = {}
     grid.pop("bon")

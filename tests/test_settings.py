@@ -1,14 +1,12 @@
-"""One settings source: the over-optimisation grid (``CPU_GRID``). The GPU parameter file, the
-controls' GPU settings and the GPU shell script may change sizes (prompts, samples, steps,
+"""One settings source per experiment: the over-optimisation grid (params/overopt_cpu.yaml,
+``overopt.default_grid()``) and the optimisers' controls (benchmarks/controls.py). The GPU parameter
+file and the controls' GPU settings may change sizes (prompts, samples, steps,
 evaluations, devices), never what a method or a reward is (learning rates, clip ranges, warm-up,
 temperatures, reward specs)."""
 
 from __future__ import annotations
 
 import importlib.util
-import re
-import subprocess
-import sys
 
 import torch
 import yaml
@@ -17,7 +15,7 @@ from textnorm.experiments import overopt
 from textnorm.paths import repo_root
 
 ROOT = repo_root()
-# what a GPU run may scale; every other setting is the method's and must equal CPU_GRID's
+# what a GPU run may scale; every other setting is the method's and must equal the CPU grid's
 SIZES = {
     "steps",
     "prompts",
@@ -28,6 +26,7 @@ SIZES = {
     "eval_every",
     "eval_samples",
     "pool_size",
+    "heldout_samples",
     "device",
 }
 
@@ -37,8 +36,8 @@ def _gpu_grid() -> dict:
 
 
 def test_the_gpu_parameter_file_changes_sizes_only():
-    gpu, cpu = _gpu_grid(), overopt.CPU_GRID
-    assert gpu["rewards"] == cpu["rewards"]
+    gpu, cpu = _gpu_grid(), overopt.default_grid()
+    assert gpu["rewards"] == cpu["rewards"] and gpu["pairs"] == cpu["pairs"]
     assert gpu["method_rewards"] == cpu["method_rewards"] and gpu["model"] == cpu["model"]
     assert set(gpu["methods"]) == set(cpu["methods"])
     for method, settings in cpu["methods"].items():
@@ -62,20 +61,9 @@ def test_the_controls_gpu_settings_change_sizes_only():
     spec.loader.exec_module(controls)
     for method, settings in controls.GPU.items():
         assert set(settings) <= SIZES, f"controls.py --gpu changes {method}'s {set(settings) - SIZES}"
-    assert {m: {k: v for k, v in s.items()} for m, s in controls.CPU.items()} == {
-        m: {k: v for k, v in s.items() if k not in ("eval_every", "eval_samples")}
-        for m, s in overopt.CPU_GRID["methods"].items()
-    }
-
-
-def test_the_gpu_script_reads_each_rewards_settings_from_the_grid():
-    script = (ROOT / "benchmarks" / "gpu_overopt.sh").read_text()
-    assert not re.search(r"temperature=[0-9]", script), "a temperature typed into the script"
-    snippet = re.search(r"grid_rewards='(.*?)'\n", script, re.S).group(1)
-    out = subprocess.run([sys.executable, "-c", snippet], capture_output=True, text=True, check=True, cwd=ROOT).stdout
-    pairs = [line.split() for line in out.splitlines()]
-    grid = {r["spec"]: str(r.get("temperature", 1.0)) for r in overopt.CPU_GRID["rewards"].values()}
-    assert len(pairs) == 4 and all(grid[spec] == temp for spec, temp in pairs)
+    for method, settings in controls.CPU.items():  # valid runs of the grid's model (validate checks them)
+        config = overopt.run_config({**overopt.default_grid(), "methods": {method: settings}}, method, "gold", 0)
+        assert config.method == method and config.lr == settings["lr"]
 
 
 def test_every_command_option_comes_from_its_config():

@@ -2,6 +2,6 @@
 runs and write logs that chapters read.
 
 - :mod:`textnorm.experiments.runner`   jobs in worker processes of one torch thread each (dying with their parent)
-- :mod:`textnorm.experiments.overopt`  the over-optimisation grid (``CPU_GRID``, the one settings source of the
-  grid, the optimisers' controls and the GPU parameter files): runs, best-of-n pool, logs, replay
+- :mod:`textnorm.experiments.overopt`  the over-optimisation grid (``default_grid()``: params/overopt_cpu.yaml, the one settings source
+  of the grid, the optimisers' controls and the GPU parameter files): runs, best-of-n pool, logs, replay
 """

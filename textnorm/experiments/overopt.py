@@ -1,7 +1,8 @@
 """The over-optimisation grid: every (method, reward, seed) fine-tuning run and one best-of-n pool,
 written as run logs that the overoptimization chapter reads (and replays in part).
 
-A grid is plain JSON-able data (``CPU_GRID`` is the default; a GPU user passes another):
+A grid is plain JSON-able data (:func:`default_grid`, params/overopt_cpu.yaml, is the default; a GPU
+user passes another, e.g. params/overopt_gpu.yaml's ``grid``):
 
     {"model": folder,
      "rewards": {name: {"spec": reward spec, "temperature": T, "lam": lambda}},
@@ -36,7 +37,8 @@ Written to the output folder (each file atomically, as soon as it is ready):
                                        in data/MANIFEST.json, in minutes)
 
 A folder that exists is refused unless ``resume`` (keep the runs already written for the same
-grid) or ``overwrite``. Inside the repository's ``data/`` the folder's sha256 are recorded in
+grid) or ``overwrite`` (run into ``out.new``, swapped in when complete; a killed overwrite of the same
+grid goes on from the ``out.new`` it left). Inside the repository's ``data/`` the folder's sha256 are recorded in
 data/MANIFEST.json when the grid is complete.
 """
 
@@ -58,65 +60,21 @@ import pandas as pd
 from textnorm.experiments.runner import run_jobs
 from textnorm.files import atomic_write
 
-# Chapter 02 chooses TextNorm's temperature by cross-validation (per-prompt AUROC against gold, 5
-# folds; the value most folds' prompts chose): T = 0.3 for the contrastive proxy, 3.0 for the
-# preference proxy and 3.0 for the mean ensemble. For the UR ensemble it picks T = 3.0 and lambda = 0,
-# which is the mean ensemble, so the UR ensemble is not a separate reward here.
-_C, _P = "data/synth/proxy_contrastive", "data/synth/proxy_preference"
-# CPU runs train two prompts (the synthetic task's first counting and first composition prompt) with
-# 64 samples each per DDPO round. A 15-minute CPU budget affords about 128 samples per round; spread
-# over the task's 8 training prompts (16 each) or 4 (32 each) the per-prompt advantages are too noisy:
-# on seed 2, 24 rounds gained +0.031 with 8 prompts, +0.016 with 4 and +0.250 with these 2 (same
-# compute). 16 rounds keep the gold controls' three seeds of both methods (benchmarks/controls.py,
-# which uses these settings) within 15 minutes.
-CPU_PROMPTS = ["four green circles", "a blue circle and a red square"]
-CPU_GRID: dict[str, Any] = {
-    "model": "data/synth/generator",
-    "rewards": {
-        "gold": {"spec": "gold"},
-        "contrastive": {"spec": f"raw:{_C}"},
-        "TextNorm(contrastive)": {"spec": f"textnorm:{_C}", "temperature": 0.3},
-        "preference": {"spec": f"raw:{_P}"},
-        "TextNorm(preference)": {"spec": f"textnorm:{_P}", "temperature": 3.0},
-        "raw ensemble": {"spec": f"raw-mean:{_C},{_P}"},
-        "TextNorm(mean ensemble)": {"spec": f"textnorm-mean:{_C},{_P}", "temperature": 3.0},
-    },
-    # the gold controls' CPU settings (benchmarks/controls.py): two training prompts x 64 samples
-    "methods": {
-        "ddpo": dict(
-            method="ddpo",
-            steps=16,
-            prompts=CPU_PROMPTS,
-            n_prompts=2,
-            samples_per_prompt=64,
-            batch_size=32,
-            lr=6e-5,
-            warmup=10,
-            clip_range=1e-3,
-            min_train_sigma=0.05,
-            sample_steps=10,
-            eval_every=16,
-            eval_samples=32,
-        ),
-        "rwsft": dict(
-            method="rwsft",
-            steps=200,
-            prompts=CPU_PROMPTS,
-            pool_size=128,
-            top_fraction=0.1,
-            batch_size=32,
-            lr=1e-4,
-            warmup=20,
-            pretrain_weight=1.0,
-            sample_steps=10,
-            eval_every=200,
-            eval_samples=32,
-        ),
-    },
-    "method_rewards": {"rwsft": ["gold", "contrastive", "TextNorm(contrastive)", "preference", "TextNorm(preference)"]},
-    "seeds": [0, 1, 2],
-    "bon": {"prompts": 24, "pool": 128, "sample_steps": 10, "seed": 0},
-}
+# The default grid is the pre-registered CPU grid, one file (its comments say how its settings were
+# chosen before any TextNorm run): `make overopt` runs it, the chapter reads its logs, the controls
+# benchmark and the GPU parameter file take its method settings.
+GRID_FILE = "params/overopt_cpu.yaml"
+
+
+def default_grid() -> dict[str, Any]:
+    """The grid of :data:`GRID_FILE` (relative to the repository root), as plain data."""
+    from textnorm.files import read_data
+    from textnorm.paths import repo_root
+
+    path = repo_root() / GRID_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no default grid at {path}: pass a grid (e.g. textnorm overopt --grid FILE)")
+    return read_data(path)
 
 
 def run_name(method: str, reward: str, seed: int) -> str:
@@ -489,7 +447,7 @@ def _write_json(path: Path, data: Any, sort_keys: bool = True) -> None:
 
 def run(
     out: str | Path,
-    grid: Mapping[str, Any] = CPU_GRID,
+    grid: Mapping[str, Any] | None = None,
     workers: int = 2,
     resume: bool = False,
     overwrite: bool = False,
@@ -498,17 +456,20 @@ def run(
     """Run the grid's missing runs and pool in ``workers`` processes of one torch thread each
     (:mod:`textnorm.experiments.runner`; results do not depend on their number) and write them to ``out``."""
     out = Path(out)
-    grid = json.loads(json.dumps(grid))  # plain data, as written
+    grid = json.loads(json.dumps(default_grid() if grid is None else grid))  # plain data, as written
     validate_grid(grid)  # everything that can be checked, before anything runs
     todo = jobs(grid)
     if resume and overwrite:
         raise ValueError("resume or overwrite, not both")
     final = out
     if out.exists() and overwrite:
-        # run into a fresh folder and swap it in at the end: an interrupted run keeps the old logs
+        # run into a fresh folder and swap it in at the end: an interrupted run keeps the old logs. The
+        # folder a killed overwrite of the same grid left goes on where it stopped (its logs are this
+        # grid's); another grid's is removed.
         out = out.with_name(out.name + ".new")
-        if out.exists():
+        if out.exists() and not _holds_grid(out, grid):
             shutil.rmtree(out)
+        resume = out.exists()
     if out.exists():
         if not (out / "grid.json").exists():
             raise FileExistsError(f"{out} exists and holds no grid.json: choose another folder")
@@ -554,6 +515,13 @@ def run(
     wall = _read_json(final / "wall.json")
     manifest.record(final, "textnorm overopt", grid, extra={"wall_minutes": round(wall["seconds"] / 60, 1)})
     return final
+
+
+def _holds_grid(folder: Path, grid: Any) -> bool:
+    try:
+        return _read_json(folder / "grid.json") == grid
+    except (OSError, ValueError):
+        return False
 
 
 def _read_json(path: Path) -> Any:

@@ -192,7 +192,7 @@ def test_end_difference_takes_each_runs_last_evaluation():
     for name, end_gain in (("raw", 0.1), ("tn", 0.3)):
         for seed in range(3):
             for p in ("a", "b", "c"):
-                for step, kl in ((0, 0.0), (1, 0.5), (2, 1.0 + seed)):
+                for step, kl in ((0, 0.0), (1, 3.5), (2, 1.0 + seed)):  # the KL at the end, not the largest
                     gain = 0.0 if step == 0 else (end_gain if step == 2 else 0.5) + 0.01 * seed
                     rows.append(
                         {
@@ -209,3 +209,6 @@ def test_end_difference_takes_each_runs_last_evaluation():
     out = endpoint.end_difference(table, [("raw", "tn")]).iloc[0]
     assert out.raw_end == pytest.approx(0.11) and out.textnorm_end == pytest.approx(0.31)
     assert out.difference == pytest.approx(0.2) and out.raw_sqrt_kl == pytest.approx(2.0)
+    one = endpoint.end_change(table, "tn")
+    assert one["change"] == pytest.approx(0.31) and one["sqrt_kl"] == pytest.approx(2.0)
+    assert one["low"] < 0.31 < one["high"] and one["p"] < 0.05

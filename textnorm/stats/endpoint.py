@@ -223,8 +223,22 @@ def primary_endpoint(
 def ends(table: pd.DataFrame, reward: str, method: str = "ddpo") -> pd.DataFrame:
     """Seeds x prompts (labelled): the gold change at each run's last evaluation (the end of training)."""
     g, seeds, prompts = _cells(table, reward, method)
-    last = g[g.step == g.groupby("seed").step.transform("max")]
-    return last.pivot_table(index="seed", columns="prompt", values="gold_change").loc[seeds, prompts]
+    return _last(g).pivot_table(index="seed", columns="prompt", values="gold_change").loc[seeds, prompts]
+
+
+def end_change(table: pd.DataFrame, reward: str, method: str = "ddpo", level: float = 0.95) -> dict[str, float]:
+    """One reward's gold change at the end of training (each run's last evaluation): the mean over
+    seeds and prompts, its t interval with seeds and prompts random (as :func:`primary_endpoint`), and
+    the sqrt KL at the last evaluation (mean over runs)."""
+    m, se, df = mean_se(ends(table, reward, method).to_numpy())
+    low, high, p = _t_test(m, se, df, level)
+    g = table[(table.method == method) & (table.reward_name == reward)]
+    return {"change": m, "low": low, "high": high, "p": p, "sqrt_kl": float(_last(g).sqrt_kl.mean())}
+
+
+def _last(g: pd.DataFrame) -> pd.DataFrame:
+    """The rows of each seed's last evaluation."""
+    return g[g.step == g.groupby("seed").step.transform("max")]
 
 
 def end_difference(
@@ -232,7 +246,7 @@ def end_difference(
 ) -> pd.DataFrame:
     """Exploratory, not the primary endpoint: per pair, TextNorm minus raw of the gold change at the end
     of training (each run at the KL it reached, not a matched KL), seeds and prompts random as in
-    :func:`primary_endpoint`, Holm over the pairs; with each reward's mean sqrt KL at its end."""
+    :func:`primary_endpoint`, Holm over the pairs; with each reward's sqrt KL at its last evaluation (mean over runs)."""
     from textnorm.stats.metrics import holm
 
     rows = []
@@ -242,10 +256,7 @@ def end_difference(
             raise ValueError(f"pair ({raw}, {cal}): the two rewards' runs have other seeds or prompts")
         m, se, df = mean_se((e_cal - e_raw).to_numpy())
         lo, hi, p = _t_test(m, se, df, level)
-        kl = {
-            n: table[(table.method == method) & (table.reward_name == n)].groupby("seed").sqrt_kl.max().mean()
-            for n in (raw, cal)
-        }
+        kl = {n: _last(table[(table.method == method) & (table.reward_name == n)]).sqrt_kl.mean() for n in (raw, cal)}
         rows.append(
             {
                 "raw": raw,

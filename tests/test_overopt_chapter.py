@@ -94,7 +94,7 @@ def test_the_chapter_runs_the_gpu_parameter_file_shrunk_on_cpu(tmp_path):
     grid = yaml.safe_load((repo_root() / "params" / "overopt_gpu.yaml").read_text())["grid"]
     shrink = dict(n_prompts=2, eval_samples=2, heldout_samples=1, sample_steps=4, device="cpu")
     grid["methods"]["ddpo"].update(steps=3, samples_per_prompt=2, batch_size=4, **shrink)
-    grid["methods"]["rwsft"].update(steps=2, pool_size=4, batch_size=4, eval_every=1, **shrink)
+    grid["methods"]["rwsft"].update(steps=2, pool_size=8, batch_size=4, eval_every=1, **shrink)
     grid["methods"]["rwsft"].pop("n_prompts")
     grid["methods"]["rwsft"]["prompts"] = ["four green circles", "three green circles"]
     grid["methods"]["ddpo"]["prompts"] = grid["methods"]["rwsft"]["prompts"]

@@ -1,6 +1,6 @@
-"""The redesigned human-evaluation chapter (notebooks/drafts, until the study's images are made)
-runs on a study of fine-tuned models: a tiny grid of the synthetic world, its study images, the
-chapter executed with papermill (a smoke run: sizes too small for the numbers to mean anything)."""
+"""The human-evaluation chapter runs on a study of fine-tuned models: a tiny grid of the synthetic
+world, its study images, the chapter executed with papermill (a smoke run: sizes too small for the
+numbers to mean anything)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from textnorm import testing
 from textnorm.experiments import overopt, study
 from textnorm.paths import repo_root
 
-DRAFT = repo_root() / "notebooks" / "drafts" / "04_human_eval.ipynb"
+CHAPTER = repo_root() / "notebooks" / "04_human_eval.ipynb"
 PROMPTS = ["two red circles", "three blue squares"]
 
 
@@ -38,10 +38,10 @@ def tiny_study(tmp_path_factory):
     return root / "study"
 
 
-def test_the_draft_runs_on_a_study_of_fine_tuned_models(tiny_study, tmp_path):
+def test_the_chapter_runs_on_a_study_of_fine_tuned_models(tiny_study, tmp_path):
     out = tmp_path / "04.ipynb"
     papermill.execute_notebook(
-        str(DRAFT),
+        str(CHAPTER),
         str(out),
         kernel_name="python3",
         progress_bar=False,

@@ -61,8 +61,8 @@ from textnorm.experiments.runner import run_jobs
 from textnorm.files import atomic_write
 
 # The default grid is the pre-registered CPU grid, one file (its comments say how its settings were
-# chosen before any TextNorm run): `make overopt` runs it, the chapter reads its logs, the controls
-# benchmark and the GPU parameter file take its method settings.
+# chosen before any TextNorm run): `make overopt` runs it, the chapter reads its logs, and the GPU
+# parameter file scales its sizes (tests/test_settings.py). The optimisers' controls keep their own.
 GRID_FILE = "params/overopt_cpu.yaml"
 
 

@@ -102,7 +102,7 @@ synth: install
 	$(BIN)/textnorm train-proxy --kind preference --n-pairs 1000 --threads 1 --out data/synth/proxy_preference_n1000 --overwrite
 	$(BIN)/textnorm build-synth-benchmark --generator data/synth/generator --out data/synth/tia2_synth.npz --overwrite
 
-# Re-run the pre-registered over-optimisation grid, params/overopt_cpu.yaml (about 4 hours on 2 cores;
+# Re-run the pre-registered over-optimisation grid, params/overopt_cpu.yaml (about 6 hours on 2 cores;
 # after a kill, `textnorm overopt --grid params/overopt_cpu.yaml --out data/overopt.new --resume` goes on);
 # replaces the logs in data/overopt once every run has finished
 overopt: install

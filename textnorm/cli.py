@@ -462,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Fine-tune the synthetic generator with every reward of the grid, for every method and seed, "
         "and score one best-of-n pool; write one JSON log per run, bon.npz and grid.json to --out (inside data/ "
         "also their sha256 in data/MANIFEST.json). The overoptimization chapter reads these logs. Default grid: "
-        "params/overopt_cpu.yaml, the pre-registered CPU grid (about 4 hours on 2 cores; data/MANIFEST.json records the last wall time). The default --out holds the shipped "
+        "params/overopt_cpu.yaml, the pre-registered CPU grid (about 6 hours on 2 cores; data/MANIFEST.json records the last wall time). The default --out holds the shipped "
         "logs: replacing them needs --overwrite, which writes a new folder and swaps it in only when every run "
         "has finished.",
     )

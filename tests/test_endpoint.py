@@ -130,6 +130,10 @@ def test_rise_and_fall_of_gaos_shape_is_found_and_a_rising_line_does_not_fall():
     assert rf["peak"] == pytest.approx(0.05, abs=0.01)
     up = endpoint.rise_and_fall(table, "up")
     assert up["rises"] and not up["falls"] and up["peak_sqrt_kl"] == pytest.approx(2.0)
+    # the first resolved rise: its band above 0, at or before the peak, and none for a flat line
+    assert 0 < up["rise_low"] <= up["rise"] and up["rise_sqrt_kl"] <= up["peak_sqrt_kl"]
+    flat = endpoint.rise_and_fall(_table({"flat": lambda d: 0 * d}, rewards=("flat",), noise=0.005), "flat")
+    assert not flat["rises"] and np.isnan(flat["rise_sqrt_kl"]) and np.isnan(flat["rise_low"])
 
 
 def test_a_null_curves_largest_wiggle_is_not_called_a_rise():

@@ -311,7 +311,9 @@ def rise_and_fall(
     at Bonferroni's level 1 - (1 - level) / n_points (all hold at once with probability >= level).
     ``rises``: some interval lies above 0; ``falls``: for some earlier d, the interval of m(D) - m(d)
     lies below 0 (Bonferroni over those n_points - 1 differences). Also the peak of m, its d, and the
-    end minus the peak, with their (simultaneous) intervals."""
+    end minus the peak, with their (simultaneous) intervals; and the first d whose interval lies above 0
+    (``rise_sqrt_kl``, with ``rise``, ``rise_low``, ``rise_high``; NaN when none does), which need not be the
+    peak: a point with a smaller mean can have the narrower interval."""
     D = reach(table, reward, method)
     grid = D * (np.arange(1, n_points + 1) / n_points) ** 2  # denser near 0, where a rise happens
     vals = _run_curves(table, reward, grid, method)
@@ -326,7 +328,13 @@ def rise_and_fall(
         d_mean[k], se, df = mean_se(vals[-1] - vals[k])
         d_low[k], d_high[k], _ = _t_test(d_mean[k], se, df, adj_drop)
     k = int(np.argmax(mean))
+    above = np.flatnonzero(low > 0)
+    r = int(above[0]) if above.size else None
     return {
+        "rise_sqrt_kl": float(grid[r]) if r is not None else float("nan"),
+        "rise": float(mean[r]) if r is not None else float("nan"),
+        "rise_low": float(low[r]) if r is not None else float("nan"),
+        "rise_high": float(high[r]) if r is not None else float("nan"),
         "reach": D,
         "peak_sqrt_kl": float(grid[k]),
         "peak": float(mean[k]),

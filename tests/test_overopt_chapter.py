@@ -68,6 +68,7 @@ def _run(grid, tmp_path) -> str:
             "bon_ns": [1, 2],
             "n_boot": 50,
             "sweep": "",
+            "sweep_after": "",
         },
         progress_bar=False,
     )

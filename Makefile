@@ -108,7 +108,8 @@ synth: install
 overopt: install
 	$(BIN)/textnorm overopt --grid params/overopt_cpu.yaml --out data/overopt --overwrite
 
-# Re-make the human-evaluation study's images from the over-optimisation logs (about 15 minutes on 2 cores)
+# Re-make the human-evaluation study's images from the over-optimisation logs (15 minutes on 2 cores for the
+# first grid's logs; the second grid's runs take 4x the samples a round). Chapter 04 refuses a study of other logs
 study: install
 	$(BIN)/textnorm study --logs data/overopt --out data/study --overwrite
 

@@ -130,10 +130,24 @@ def test_rise_and_fall_of_gaos_shape_is_found_and_a_rising_line_does_not_fall():
     assert rf["peak"] == pytest.approx(0.05, abs=0.01)
     up = endpoint.rise_and_fall(table, "up")
     assert up["rises"] and not up["falls"] and up["peak_sqrt_kl"] == pytest.approx(2.0)
-    # the first resolved rise: its band above 0, at or before the peak, and none for a flat line
-    assert 0 < up["rise_low"] <= up["rise"] and up["rise_sqrt_kl"] <= up["peak_sqrt_kl"]
+    # the first resolved rise is the first point of the grid whose band lies above 0: for a line rising
+    # from the first evaluation (d = 0.25) it is that evaluation, never a d below it where the curve
+    # would only be the straight line from the start
+    assert 0.25 <= up["rise_sqrt_kl"] < up["peak_sqrt_kl"] and 0 < up["rise_low"]
+    assert up["rise"] == pytest.approx(0.1 * up["rise_sqrt_kl"], abs=0.005)
     flat = endpoint.rise_and_fall(_table({"flat": lambda d: 0 * d}, rewards=("flat",), noise=0.005), "flat")
     assert not flat["rises"] and np.isnan(flat["rise_sqrt_kl"]) and np.isnan(flat["rise_low"])
+
+
+def test_the_first_resolved_rise_can_come_before_a_higher_unresolved_peak():
+    """Rises early with little noise, then one seed jumps: the peak's band is wide, the first point's
+    narrow; the first resolved rise is reported where it is, before the peak."""
+    table = _table({"r": lambda d: 0.4 * min(d, 0.5)}, rewards=("r",), noise=0.002)
+    late = (table.seed == 0) & (table.sqrt_kl >= 1.75)
+    table.loc[late, "gold_change"] += 0.5  # a high, unresolved peak at the end
+    rf = endpoint.rise_and_fall(table, "r")
+    assert rf["peak_sqrt_kl"] == pytest.approx(2.0) and rf["peak_low"] < 0
+    assert rf["rises"] and rf["rise_sqrt_kl"] == pytest.approx(0.25) and rf["rise_low"] > 0
 
 
 def test_a_null_curves_largest_wiggle_is_not_called_a_rise():

@@ -47,6 +47,7 @@ def test_the_chapter_runs_on_a_study_of_fine_tuned_models(tiny_study, tmp_path):
         progress_bar=False,
         parameters={
             "study": str(tiny_study),
+            "logs": str(tiny_study.parent / "logs"),
             "n_boot": 50,
             "selection_share": 0.34,
             "sensitivity": [[1.0, 0.0]],

@@ -4,6 +4,8 @@ chosen by KL, and the study refuses bad systems and never overwrites without the
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -87,6 +89,19 @@ def test_study_images_reproduce_the_runs_and_share_the_base(logs, tmp_path):
     ]
     with pytest.raises(FileExistsError, match="overwrite"):
         study.make_study(logs, systems, held, out, n_images=3)
+    # the chapter checks a study against the logs it reads: these pass, other logs are refused
+    study.check_against_logs(s, logs)
+    other = copy.deepcopy(logs)
+    other["logs"][runs["preference"]]["config"]["reward"] = "gold"  # another run under the same name
+    with pytest.raises(ValueError, match="another run"):
+        study.check_against_logs(s, other)
+    del other["logs"][runs["preference"]]
+    with pytest.raises(ValueError, match="not in these logs"):
+        study.check_against_logs(s, other)
+    logged = copy.deepcopy(s)  # a system that recorded its KL: it must be the KL these logs hold at its step
+    logged["systems"][3]["sqrt_kl_logged"] = 123.0
+    with pytest.raises(ValueError, match="logged KL"):
+        study.check_against_logs(logged, logs)
 
 
 def test_study_refuses_bad_systems(logs, tmp_path):

@@ -116,6 +116,31 @@ def study_systems(
     return systems
 
 
+def check_against_logs(study: Mapping[str, Any], logs: Mapping[str, Any]) -> None:
+    """Raise unless every system of ``study`` (:func:`load_study`) is a run of ``logs``
+    (:func:`textnorm.experiments.overopt.load`) with the config, and the sqrt KL at the system's step,
+    that the run logs: a study drawn from other logs (an earlier grid) is an error, never a chapter
+    about models the logs do not hold."""
+    for s in study["systems"]:
+        log = logs["logs"].get(s["run"])
+        if log is None:
+            raise ValueError(
+                f"system {s['name']!r}: its run {s['run']!r} is not in these logs; the study was drawn "
+                "from other logs: make it again from these (`make study`, textnorm study)"
+            )
+        kl = {e["step"]: math.sqrt(max(e["eval_kl"], 0.0)) for e in log["evals"] if "eval_kl" in e}
+        same = (log["config"]["method"], log["config"]["seed"]) == (s["method"], s["seed"]) and (
+            s.get("role") == "base" or log["config"]["reward"] == s["reward"]
+        )
+        logged = s.get("sqrt_kl_logged")
+        if not same or (logged is not None and (s["step"] not in kl or kl[s["step"]] != logged)):
+            raise ValueError(
+                f"system {s['name']!r}: its run {s['run']!r} in these logs is another run (its config or "
+                f"its logged KL at step {s['step']} differs); the study was drawn from other logs: make it "
+                "again from these (`make study`, textnorm study)"
+            )
+
+
 def _draw(tuner, prompts: Sequence[str], n_images: int, noise_seed: int) -> dict[str, np.ndarray]:
     from textnorm.finetune import sampling
     from textnorm.finetune.seeding import SALT_STUDY, make_generator

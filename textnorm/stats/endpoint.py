@@ -30,8 +30,8 @@ Holm's adjustment over the pairs. With one seed, prompts are the only unit (a on
 P - 1 df). The minimum detectable effect at 80% power and two-sided 5% is (t_{0.975, df} + t_{0.8, df}) SE.
 
 The shape of a curve (:func:`rise_and_fall`) uses the same standard error at each of ``n_points``
-values of d in (0, D], denser near 0, and Bonferroni's bound over them, so the band holds at every one of those d at
-once (a peak chosen after looking is not over-read).
+values of d in [d_0, D] (d_0 the first d at which every run was evaluated), denser near d_0, and Bonferroni's bound
+over them, so the band holds at every one of those d at once (a peak chosen after looking is not over-read).
 """
 
 from __future__ import annotations
@@ -306,8 +306,10 @@ def rise_and_fall(
 ) -> dict[str, float | bool]:
     """Whether the reward's mean gold change rises and then falls over the d every run reached.
 
-    At ``n_points`` values d_k = D (k / n_points)^2 in (0, D] (denser near 0, where a rise happens):
-    the mean gold change m(d) and, at each, a t interval
+    At ``n_points`` values d_k = d_0 + (D - d_0) (k / (n_points - 1))^2, k = 0 .. n_points - 1, from d_0,
+    the first d at which every run and prompt has been evaluated (below it a curve is only the line from
+    the start to its first evaluation), to D, denser near d_0 where a rise happens: the mean gold change
+    m(d) and, at each, a t interval
     at Bonferroni's level 1 - (1 - level) / n_points (all hold at once with probability >= level).
     ``rises``: some interval lies above 0; ``falls``: for some earlier d, the interval of m(D) - m(d)
     lies below 0 (Bonferroni over those n_points - 1 differences). Also the peak of m, its d, and the
@@ -315,7 +317,9 @@ def rise_and_fall(
     (``rise_sqrt_kl``, with ``rise``, ``rise_low``, ``rise_high``; NaN when none does), which need not be the
     peak: a point with a smaller mean can have the narrower interval."""
     D = reach(table, reward, method)
-    grid = D * (np.arange(1, n_points + 1) / n_points) ** 2  # denser near 0, where a rise happens
+    g, _, _ = _cells(table, reward, method)
+    d0 = min(float(g[g.sqrt_kl > 0].groupby(["seed", "prompt"]).sqrt_kl.min().max()), D)
+    grid = d0 + (D - d0) * (np.arange(n_points) / max(n_points - 1, 1)) ** 2  # denser near d0: a rise
     vals = _run_curves(table, reward, grid, method)
     adj = 1 - (1 - level) / n_points
     mean, low, high = np.empty(n_points), np.empty(n_points), np.empty(n_points)

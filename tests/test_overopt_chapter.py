@@ -104,7 +104,8 @@ def test_the_chapter_runs_the_gpu_parameter_file_shrunk_on_cpu(tmp_path):
     text = _run(grid, tmp_path)
     assert "2 training prompts: four green circles; three green circles" in text
     assert "share of a prompt's images the judge finds aligned" in text
-    assert "32 fine-tuning runs" in text  # 10 DDPO rewards and 6 RWSFT rewards, 2 seeds each
+    n_runs = len(grid["seeds"]) * (len(grid["rewards"]) + len(grid["method_rewards"]["rwsft"]))  # DDPO: every reward
+    assert f"{n_runs} fine-tuning runs" in text and n_runs == 24  # 8 DDPO and 4 RWSFT rewards, 2 seeds each
     assert json.loads((tmp_path / "logs" / "grid.json").read_text()) == grid
 
 

@@ -31,12 +31,17 @@ from textnorm.experiments.runner import run_jobs
 from textnorm.files import atomic_write
 
 
+def _logged_sqrt_kl(log: Mapping[str, Any]) -> dict[int, float]:
+    """Step -> sqrt of the path KL the run logged at that evaluation."""
+    return {e["step"]: math.sqrt(max(e["eval_kl"], 0.0)) for e in log.get("evals", []) if "eval_kl" in e}
+
+
 def checkpoint_near(log: Mapping[str, Any], sqrt_kl: float) -> int:
     """The step of the run's logged evaluation whose sqrt(eval_kl) is closest to ``sqrt_kl`` (the
     earlier of two equally close). ValueError when no evaluation logged a KL."""
     if not (isinstance(sqrt_kl, (int, float)) and math.isfinite(sqrt_kl) and sqrt_kl >= 0):
         raise ValueError(f"sqrt_kl must be a finite number >= 0, got {sqrt_kl!r}")
-    evals = [(e["step"], math.sqrt(max(e["eval_kl"], 0.0))) for e in log.get("evals", []) if "eval_kl" in e]
+    evals = list(_logged_sqrt_kl(log).items())
     if not evals:
         raise ValueError("the run logged no evaluation with a path KL (eval_kl): no checkpoint can be chosen by KL")
     return min(evals, key=lambda e: (abs(e[1] - sqrt_kl), e[0]))[0]
@@ -91,7 +96,7 @@ def study_systems(
             if run not in logs["logs"]:
                 raise ValueError(f"no run {run!r} in the logs")
             log = logs["logs"][run]
-            kl = {e["step"]: math.sqrt(max(e["eval_kl"], 0.0)) for e in log["evals"] if "eval_kl" in e}
+            kl = _logged_sqrt_kl(log)
             end, at = log["config"]["steps"], checkpoint_near(log, budget)
             common = {"run": run, "role": role, "pair": i, "budget": budget}
             if at != end:
@@ -128,7 +133,7 @@ def check_against_logs(study: Mapping[str, Any], logs: Mapping[str, Any]) -> Non
                 f"system {s['name']!r}: its run {s['run']!r} is not in these logs; the study was drawn "
                 "from other logs: make it again from these (`make study`, textnorm study)"
             )
-        kl = {e["step"]: math.sqrt(max(e["eval_kl"], 0.0)) for e in log["evals"] if "eval_kl" in e}
+        kl = _logged_sqrt_kl(log)
         same = (log["config"]["method"], log["config"]["seed"]) == (s["method"], s["seed"]) and (
             s.get("role") == "base" or log["config"]["reward"] == s["reward"]
         )

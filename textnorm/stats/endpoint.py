@@ -332,13 +332,10 @@ def rise_and_fall(
         d_mean[k], se, df = mean_se(vals[-1] - vals[k])
         d_low[k], d_high[k], _ = _t_test(d_mean[k], se, df, adj_drop)
     k = int(np.argmax(mean))
-    above = np.flatnonzero(low > 0)
-    r = int(above[0]) if above.size else None
+    above = np.flatnonzero(low > 0)  # the first resolved rise, if any
+    first = {"rise_sqrt_kl": grid, "rise": mean, "rise_low": low, "rise_high": high}
     return {
-        "rise_sqrt_kl": float(grid[r]) if r is not None else float("nan"),
-        "rise": float(mean[r]) if r is not None else float("nan"),
-        "rise_low": float(low[r]) if r is not None else float("nan"),
-        "rise_high": float(high[r]) if r is not None else float("nan"),
+        **{key: float(a[above[0]]) if above.size else float("nan") for key, a in first.items()},
         "reach": D,
         "peak_sqrt_kl": float(grid[k]),
         "peak": float(mean[k]),

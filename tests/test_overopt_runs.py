@@ -187,3 +187,61 @@ def test_reward_names_that_would_share_a_log_file_are_refused(tiny_grid):
     grid["rewards"]["preference!"] = grid["rewards"]["preference"]
     with pytest.raises(ValueError, match="share a log file"):
         overopt.jobs(grid)
+
+
+def test_a_run_killed_midway_goes_on_from_its_checkpoint_with_the_same_numbers(logs, tiny_grid, tmp_path, monkeypatch):
+    import shutil
+
+    from textnorm.finetune.loop import Finetuner
+
+    copy_ = tmp_path / "copy"
+    shutil.copytree(logs, copy_)
+    name = "ddpo__preference__seed0"
+    before = json.loads((copy_ / "runs" / f"{name}.json").read_text())
+    (copy_ / "runs" / f"{name}.json").unlink()
+    monkeypatch.setattr(overopt, "CHECKPOINT_SECONDS", 0.0)  # a checkpoint after every step
+    real_step, calls = Finetuner.run_step, []
+
+    def killed_in_step_1(self):
+        if self.step == 1:
+            calls.append(self.step)
+            raise KeyboardInterrupt  # as a kill: the grid stops, step 0's checkpoint stays
+        return real_step(self)
+
+    monkeypatch.setattr(Finetuner, "run_step", killed_in_step_1)
+    with pytest.raises(KeyboardInterrupt):
+        overopt.run(copy_, tiny_grid, workers=1, progress=False, resume=True)
+    partial = copy_ / "partial" / name
+    assert calls == [1] and (partial / "checkpoint.pt").is_file()
+    assert json.loads((partial / "state.json").read_text())["step"] == 1
+    wall = json.loads((copy_ / "wall.json").read_text())["seconds"]
+    (partial / ".checkpoint.pt.x1y2").write_bytes(b"partial")  # a write the kill interrupted
+
+    resumed_from = []
+    real_load = Finetuner.load_checkpoint
+
+    def load(self, out, allow_changed_inputs=False):
+        real_load(self, out, allow_changed_inputs)
+        resumed_from.append(self.step)
+
+    monkeypatch.setattr(Finetuner, "run_step", real_step)
+    monkeypatch.setattr(Finetuner, "load_checkpoint", load)
+    overopt.run(copy_, tiny_grid, workers=1, progress=False, resume=True)
+    after = json.loads((copy_ / "runs" / f"{name}.json").read_text())
+    assert resumed_from == [1]  # went on from step 1, did not start again
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(after["rows"]) == strip(before["rows"]) and after["after"] == before["after"]
+    assert after["evals"] == before["evals"]
+    assert not (copy_ / "partial").exists()  # removed once every run is logged
+    assert json.loads((copy_ / "wall.json").read_text())["seconds"] > wall
+    overopt.load(copy_)
+
+
+def test_a_checkpoint_that_does_not_match_the_run_is_refused_with_what_to_do(logs, tiny_grid, tmp_path):
+    import dataclasses
+
+    cfg = overopt.run_config(tiny_grid, "ddpo", "gold", 0)
+    overopt.train_run(cfg, steps=1, partial=tmp_path / "p")
+    other = dataclasses.replace(cfg, lr=cfg.lr * 2)
+    with pytest.raises(ValueError, match="remove .* to start this run afresh"):
+        overopt.train_run(other, partial=tmp_path / "p")

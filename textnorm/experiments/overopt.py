@@ -35,6 +35,8 @@ Written to the output folder (each file atomically, as soon as it is ready):
                                        array per reward (``reward:NAME``) and image statistics
     wall.json                          the grid's wall time in seconds over every invocation (also
                                        in data/MANIFEST.json, in minutes)
+    partial/{run}/                     while a run trains: its checkpoint, saved about once a minute;
+                                       a killed grid's runs go on from there (removed once logged)
 
 A folder that exists is refused unless ``resume`` (keep the runs already written for the same
 grid) or ``overwrite`` (run into ``out.new``, swapped in when complete; a killed overwrite of the same
@@ -44,6 +46,7 @@ data/MANIFEST.json when the grid is complete.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -299,18 +302,47 @@ def _evaluation(row: Mapping[str, Any]) -> dict:
     return {"step": row["step"], **{k: v for k, v in row.items() if k.startswith(("eval_", "heldout_"))}}
 
 
-def train_run(cfg, steps: int | None = None, keep_weights: bool = False) -> dict:
+# how often a grid's run saves its checkpoint to its ``partial/`` folder (after the step that passes it):
+# a kill loses at most about this much of a run, at a cost of well under 1% of a round on the CPU grid
+CHECKPOINT_SECONDS = 60.0
+
+
+def train_run(cfg, steps: int | None = None, keep_weights: bool = False, partial: str | Path | None = None) -> dict:
     """One run (or its first ``steps`` steps): the log entry described in the module docstring;
-    with ``keep_weights`` also the trained UNet's weights (``weights``, not part of the log)."""
+    with ``keep_weights`` also the trained UNet's weights (``weights``, not part of the log).
+
+    With ``partial`` (a folder), the run saves its checkpoint there (:mod:`textnorm.finetune.checkpoint`)
+    at least every :data:`CHECKPOINT_SECONDS` and, when the folder holds one, goes on from it: a
+    resumed run logs the same numbers as an uninterrupted one (the randomness of a step depends on
+    the seed and the step only; tests/test_finetune.py), and ``minutes`` adds up its invocations."""
     import torch
 
+    from textnorm.finetune import checkpoint
     from textnorm.finetune.loop import Finetuner
 
     t0 = time.time()
     tuner = Finetuner(cfg)
+    earlier = 0.0  # minutes spent by earlier, killed invocations of this run
+    if partial is not None:
+        partial = Path(partial)
+        checkpoint.clean_stale_temps(partial)
+        for tmp in partial.glob(".minutes.json.*"):  # a write a kill interrupted: never read
+            tmp.unlink()
+        if (partial / "checkpoint.pt").is_file():
+            try:
+                tuner.load_checkpoint(partial)
+            except ValueError as exc:
+                raise ValueError(f"{exc}\n(remove {partial} to start this run afresh)") from None
+            if (partial / "minutes.json").is_file():
+                earlier = float(_read_json(partial / "minutes.json"))
     n = cfg.steps if steps is None else min(steps, cfg.steps)
+    saved = time.time()
     while tuner.step < n:
         tuner.run_step()  # with eval_every > 0 step 0 evaluates the base model first
+        if partial is not None and (time.time() - saved >= CHECKPOINT_SECONDS or tuner.step == n):
+            tuner.save_checkpoint(partial)
+            _write_json(partial / "minutes.json", round(earlier + (time.time() - t0) / 60, 2))
+            saved = time.time()
     after = tuner.evaluate() if cfg.eval_every and steps is None else {}
     first = tuner.metrics[0] if tuner.metrics else {}
     evals = [_evaluation(r) for r in tuner.metrics if "eval_gold" in r or "eval_reward" in r]
@@ -325,7 +357,7 @@ def train_run(cfg, steps: int | None = None, keep_weights: bool = False) -> dict
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_model": cpu_model(),
         "torch": torch.__version__,
-        "minutes": round((time.time() - t0) / 60, 2),
+        "minutes": round(earlier + (time.time() - t0) / 60, 2),
     }
     if keep_weights:
         out["weights"] = {k: v.detach().cpu().clone() for k, v in tuner.policy.state_dict().items()}
@@ -336,7 +368,8 @@ def _run_job(job: tuple) -> tuple[str, dict]:
     kind, name, payload = job
     if kind == "bon":
         return name, best_of_n_pool(payload)
-    return name, train_run(payload)
+    cfg, partial = payload
+    return name, train_run(cfg, partial=partial)
 
 
 def bon_prompts(k: int, seed: int = 0) -> list[str]:
@@ -483,28 +516,32 @@ def run(
             if tmp.is_file():
                 tmp.unlink()
     _write_json(out / "grid.json", grid, sort_keys=False)  # the rewards' order is the chapter's
+    # a run's checkpoint while it trains (train_run): a killed grid's runs go on from there
+    partial = out / "partial"
+    logged = {p.stem for p in (out / "runs").glob("*.json")}
+    for folder in partial.glob("*") if partial.is_dir() else []:
+        if folder.name in logged:  # killed after its log was written, before this folder was removed
+            shutil.rmtree(folder)
     pending = [
-        ("run", run_name(m, n, s), run_config(grid, m, n, s))
+        ("run", run_name(m, n, s), (run_config(grid, m, n, s), str(partial / run_name(m, n, s))))
         for m, n, s in todo
-        if not (out / "runs" / f"{run_name(m, n, s)}.json").exists()
+        if run_name(m, n, s) not in logged
     ]
     if "bon" in grid and not (out / "bon.npz").exists():
         pending.insert(0, ("bon", "bon", grid))  # first: it is the longest single job
-    # wall time over every invocation (a resumed grid adds to it), kept up to date as each job ends
-    t_start, wall_path = time.time(), out / "wall.json"
-    earlier = _read_json(wall_path).get("seconds", 0.0) if wall_path.exists() else 0.0
-
-    def note_wall() -> None:
-        _write_json(wall_path, {"seconds": round(earlier + time.time() - t_start, 1), "workers": workers})
-
-    for name, result in run_jobs(_run_job, pending, workers, progress=progress, desc="over-optimisation grid"):
-        if name == "bon":
-            atomic_write(out / "bon.npz", lambda f, arrays=result: np.savez(f, **arrays))
-        else:
-            _write_json(out / "runs" / f"{name}.json", result)
-        note_wall()
-    if pending or not wall_path.exists():
-        note_wall()
+    # nothing to run (e.g. a kill between the last run and the swap below): the wall time stays as it was
+    clock = _WallClock(out / "wall.json", workers) if pending or not (out / "wall.json").exists() else None
+    with clock or contextlib.nullcontext():
+        for name, result in run_jobs(_run_job, pending, workers, progress=progress, desc="over-optimisation grid"):
+            if name == "bon":
+                atomic_write(out / "bon.npz", lambda f, arrays=result: np.savez(f, **arrays))
+            else:
+                _write_json(out / "runs" / f"{name}.json", result)
+                shutil.rmtree(partial / name, ignore_errors=True)
+            if clock is not None:
+                clock.note()
+    if partial.is_dir():
+        shutil.rmtree(partial)  # every run is logged: nothing left to resume
     if out != final:
         old = final.with_name(final.name + ".old")
         final.rename(old)
@@ -515,6 +552,40 @@ def run(
     wall = _read_json(final / "wall.json")
     manifest.record(final, "textnorm overopt", grid, extra={"wall_minutes": round(wall["seconds"] / 60, 1)})
     return final
+
+
+class _WallClock:
+    """The grid's wall time over every invocation (a resumed grid adds to it) in ``wall.json``, written
+    as each job ends and every :data:`CHECKPOINT_SECONDS` in between: the runs of a killed grid go
+    on from their checkpoints, so the time a kill interrupted counts, up to the last write."""
+
+    def __init__(self, path: Path, workers: int) -> None:
+        import threading
+
+        self.path, self.workers = path, workers
+        self.earlier = _read_json(path).get("seconds", 0.0) if path.exists() else 0.0
+        self.start = time.time()
+        self.lock, self.done = threading.Lock(), threading.Event()
+        self.thread = threading.Thread(target=self._tick, daemon=True, name="grid-wall-clock")
+
+    def note(self) -> None:
+        with self.lock:
+            seconds = round(self.earlier + time.time() - self.start, 1)
+            _write_json(self.path, {"seconds": seconds, "workers": self.workers})
+
+    def _tick(self) -> None:
+        while not self.done.wait(CHECKPOINT_SECONDS):
+            self.note()
+
+    def __enter__(self) -> _WallClock:
+        self.note()
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+        self.note()
 
 
 def _holds_grid(folder: Path, grid: Any) -> bool:

@@ -104,7 +104,7 @@ synth: install
 
 # Re-run the pre-registered over-optimisation grid, params/overopt_cpu.yaml (about 6 hours on 2 cores;
 # after a kill, `make overopt` again goes on: finished runs are kept, a run in training resumes from its
-# checkpoint, at most about a minute old, with the same numbers);
+# checkpoint, one or two minutes old at most, with the same numbers);
 # replaces the logs in data/overopt once every run has finished
 overopt: install
 	$(BIN)/textnorm overopt --grid params/overopt_cpu.yaml --out data/overopt --overwrite

@@ -215,12 +215,15 @@ def test_a_run_killed_midway_goes_on_from_its_checkpoint_with_the_same_numbers(l
     assert calls == [1] and (partial / "checkpoint.pt").is_file()
     assert json.loads((partial / "state.json").read_text())["step"] == 1
     wall = json.loads((copy_ / "wall.json").read_text())["seconds"]
-    (partial / ".checkpoint.pt.x1y2").write_bytes(b"partial")  # a write the kill interrupted
+    stale = partial / ".checkpoint.pt.x1y2"
+    stale.write_bytes(b"partial")  # a write the kill interrupted
+    (partial / "minutes.json").write_text("100.0")  # as if the killed invocation had trained 100 minutes
 
     resumed_from = []
     real_load = Finetuner.load_checkpoint
 
     def load(self, out, allow_changed_inputs=False):
+        assert not stale.exists()  # removed before the checkpoint is read
         real_load(self, out, allow_changed_inputs)
         resumed_from.append(self.step)
 
@@ -232,6 +235,7 @@ def test_a_run_killed_midway_goes_on_from_its_checkpoint_with_the_same_numbers(l
     strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert strip(after["rows"]) == strip(before["rows"]) and after["after"] == before["after"]
     assert after["evals"] == before["evals"]
+    assert 100.0 <= after["minutes"] < 101.0  # the killed invocation's minutes, plus this one's
     assert not (copy_ / "partial").exists()  # removed once every run is logged
     assert json.loads((copy_ / "wall.json").read_text())["seconds"] > wall
     overopt.load(copy_)
@@ -245,3 +249,57 @@ def test_a_checkpoint_that_does_not_match_the_run_is_refused_with_what_to_do(log
     other = dataclasses.replace(cfg, lr=cfg.lr * 2)
     with pytest.raises(ValueError, match="remove .* to start this run afresh"):
         overopt.train_run(other, partial=tmp_path / "p")
+
+
+def test_the_wall_clock_writes_between_jobs(tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setattr(overopt, "WALL_SECONDS", 0.05)
+    path = tmp_path / "wall.json"
+    path.write_text(json.dumps({"seconds": 10.0, "workers": 2}))  # an earlier invocation's time
+    with overopt._WallClock(path, 2):
+        first = json.loads(path.read_text())["seconds"]
+        time.sleep(0.5)
+        ticked = json.loads(path.read_text())["seconds"]  # no job ended: written by the clock alone
+    assert 10.0 <= first < 10.2 and ticked >= 10.3
+    assert json.loads(path.read_text())["seconds"] >= ticked
+
+
+def test_an_overwrite_into_a_new_folder_killed_midway_keeps_its_finished_runs(tiny_grid, tmp_path, monkeypatch):
+    from textnorm.finetune.loop import Finetuner
+
+    out = tmp_path / "fresh"
+    real_step = Finetuner.run_step
+
+    def killed_in_preference(self):
+        if "preference" in self.cfg.reward:
+            raise KeyboardInterrupt
+        return real_step(self)
+
+    monkeypatch.setattr(Finetuner, "run_step", killed_in_preference)
+    with pytest.raises(KeyboardInterrupt):
+        overopt.run(out, tiny_grid, workers=1, progress=False, overwrite=True)
+    done = tmp_path / "fresh.new" / "runs" / "ddpo__gold__seed0.json"
+    assert done.exists() and not out.exists()  # written into .new, nothing swapped in yet
+    done.write_text(done.read_text() + " ")  # marked: kept, not run again
+    monkeypatch.setattr(Finetuner, "run_step", real_step)
+    overopt.run(out, tiny_grid, workers=1, progress=False, overwrite=True)
+    assert (out / "runs" / "ddpo__gold__seed0.json").read_text().endswith("\n ")
+    assert not (tmp_path / "fresh.new").exists()
+    overopt.load(out)
+
+
+def test_a_swap_cut_short_is_finished_by_the_same_command_and_an_old_folder_is_never_removed(logs, tiny_grid, tmp_path):
+    import shutil
+
+    final, new, old = tmp_path / "copy", tmp_path / "copy.new", tmp_path / "copy.old"
+    shutil.copytree(logs, old)  # killed between moving the replaced logs away and moving the new ones in
+    shutil.copytree(logs, new)
+    marker = new / "runs" / "ddpo__gold__seed0.json"
+    marker.write_text(marker.read_text() + " ")
+    overopt.run(final, tiny_grid, workers=1, progress=False, overwrite=True)  # nothing to run: the swap ends
+    assert (final / "runs" / "ddpo__gold__seed0.json").read_text().endswith("\n ") and not new.exists()
+    assert old.exists()  # not ours to remove: it may be someone's copy
+    with pytest.raises(FileExistsError, match="copy.old exists"):
+        overopt.run(final, tiny_grid, workers=1, progress=False, overwrite=True)
+    assert old.exists() and final.exists() and not new.exists()  # refused before anything was touched

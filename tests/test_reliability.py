@@ -186,6 +186,13 @@ def test_manifest_records_only_the_repository_artifacts(tmp_path):
     entry = manifest.record(tmp_path / "model.bin", "cmd", {"a": 1}, manifest=own)  # an explicit manifest
     assert entry["files"] == {"model.bin": manifest._sha256(tmp_path / "model.bin")}
     assert str(tmp_path / "model.bin") in json.loads(own.read_text())
+    # a folder about to be renamed into place: its files, under the final name
+    (tmp_path / "logs.new").mkdir()
+    (tmp_path / "logs.new" / "a.json").write_text("{}")
+    entry = manifest.record(tmp_path / "logs.new", "cmd", {}, manifest=own, recorded_as=tmp_path / "logs")
+    assert entry["files"] == {"a.json": manifest._sha256(tmp_path / "logs.new" / "a.json")}
+    assert str(tmp_path / "logs") in json.loads(own.read_text())
+    assert str(tmp_path / "logs.new") not in json.loads(own.read_text())
 
 
 def test_published_contrastive_sets_are_cleaned(mirror):

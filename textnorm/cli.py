@@ -464,8 +464,9 @@ def build_parser() -> argparse.ArgumentParser:
         "also their sha256 in data/MANIFEST.json). The overoptimization chapter reads these logs. Default grid: "
         "params/overopt_cpu.yaml, the pre-registered CPU grid (about 6 hours on 2 cores; data/MANIFEST.json records the last wall time). The default --out holds the shipped "
         "logs: replacing them needs --overwrite, which writes a new folder and swaps it in only when every run "
-        "has finished. After a kill the same command goes on: finished runs are kept, and a run that was "
-        "training goes on from its checkpoint (saved about once a minute) with the same numbers.",
+        "has finished. After a kill, the same command with --overwrite (or --resume) goes on: finished runs are "
+        "kept, and a run that was training goes on from its checkpoint (saved after the first step that ends a "
+        "minute or more after the last save) with the same numbers.",
     )
     p.add_argument("--out", default="data/overopt", help="output folder (default: %(default)s)")
     p.add_argument(

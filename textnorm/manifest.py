@@ -16,16 +16,24 @@ def _sha256(path: Path) -> str:
 
 
 def record(
-    artifact: str | Path, command: str, params: dict, manifest: str | Path | None = None, extra: dict | None = None
+    artifact: str | Path,
+    command: str,
+    params: dict,
+    manifest: str | Path | None = None,
+    extra: dict | None = None,
+    recorded_as: str | Path | None = None,
 ) -> dict | None:
     """Add or replace the entry of ``artifact`` (a file or folder). Without an explicit ``manifest``
     only artifacts inside the repository's ``data/`` are recorded (the manifest lists what the
-    project ships; a user's own outputs elsewhere are not its business): others return None."""
+    project ships; a user's own outputs elsewhere are not its business): others return None.
+    ``recorded_as``: the path the entry is named by, when it is not ``artifact``'s (a folder about to
+    be renamed into place: its files, the final name)."""
     root = repo_root()
     artifact = Path(artifact).resolve()
-    if manifest is None and not artifact.is_relative_to((root / "data").resolve()):
+    name = artifact if recorded_as is None else Path(recorded_as).resolve()
+    if manifest is None and not name.is_relative_to((root / "data").resolve()):
         return None
-    rel = artifact.relative_to(root).as_posix() if artifact.is_relative_to(root) else str(artifact)
+    rel = name.relative_to(root).as_posix() if name.is_relative_to(root) else str(name)
     # hidden files are left out: the temporary files of an interrupted atomic write, never part of an artifact
     files = (
         [artifact]

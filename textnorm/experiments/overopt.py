@@ -38,6 +38,9 @@ Written to the output folder (each file atomically, as soon as it is ready):
     partial/{run}/                     while a run trains: its checkpoint, saved about once a minute;
                                        a killed grid's runs go on from there (removed once logged)
 
+With ``overwrite`` the runs go to ``out.new``, which is swapped in once complete; the same call after a
+kill at any point (a run, the swap, the manifest) goes on from what is on disk.
+
 A folder that exists is refused unless ``resume`` (keep the runs already written for the same
 grid) or ``overwrite`` (run into ``out.new``, swapped in when complete; a killed overwrite of the same
 grid goes on from the ``out.new`` it left). Inside the repository's ``data/`` the folder's sha256 are recorded in
@@ -303,7 +306,8 @@ def _evaluation(row: Mapping[str, Any]) -> dict:
 
 
 # how often a grid's run saves its checkpoint to its ``partial/`` folder (after the step that passes it):
-# a kill loses at most about this much of a run, at a cost of well under 1% of a round on the CPU grid
+# a kill loses this plus one step at most (about 2 minutes on the CPU grid), for a save of well under 1%
+# of a round
 CHECKPOINT_SECONDS = 60.0
 
 
@@ -312,9 +316,10 @@ def train_run(cfg, steps: int | None = None, keep_weights: bool = False, partial
     with ``keep_weights`` also the trained UNet's weights (``weights``, not part of the log).
 
     With ``partial`` (a folder), the run saves its checkpoint there (:mod:`textnorm.finetune.checkpoint`)
-    at least every :data:`CHECKPOINT_SECONDS` and, when the folder holds one, goes on from it: a
-    resumed run logs the same numbers as an uninterrupted one (the randomness of a step depends on
-    the seed and the step only; tests/test_finetune.py), and ``minutes`` adds up its invocations."""
+    after the first step that ends :data:`CHECKPOINT_SECONDS` or more after the last save (and after
+    the last step) and, when the folder holds one, goes on from it: a resumed run logs the same
+    numbers as an uninterrupted one (the randomness of a step depends on the seed and the step only;
+    tests/test_finetune.py), and ``minutes`` adds up its invocations up to each one's last save."""
     import torch
 
     from textnorm.finetune import checkpoint
@@ -332,7 +337,9 @@ def train_run(cfg, steps: int | None = None, keep_weights: bool = False, partial
             try:
                 tuner.load_checkpoint(partial)
             except ValueError as exc:
-                raise ValueError(f"{exc}\n(remove {partial} to start this run afresh)") from None
+                raise ValueError(
+                    f"{exc}\n(a grid's run cannot go on from it: remove {partial} to start this run afresh)"
+                ) from None
             if (partial / "minutes.json").is_file():
                 earlier = float(_read_json(partial / "minutes.json"))
     n = cfg.steps if steps is None else min(steps, cfg.steps)
@@ -341,6 +348,8 @@ def train_run(cfg, steps: int | None = None, keep_weights: bool = False, partial
         tuner.run_step()  # with eval_every > 0 step 0 evaluates the base model first
         if partial is not None and (time.time() - saved >= CHECKPOINT_SECONDS or tuner.step == n):
             tuner.save_checkpoint(partial)
+            # after the checkpoint: a kill between the two writes drops one interval from ``minutes``, never
+            # counts time whose work the checkpoint does not hold
             _write_json(partial / "minutes.json", round(earlier + (time.time() - t0) / 60, 2))
             saved = time.time()
     after = tuner.evaluate() if cfg.eval_every and steps is None else {}
@@ -495,11 +504,19 @@ def run(
     if resume and overwrite:
         raise ValueError("resume or overwrite, not both")
     final = out
-    if out.exists() and overwrite:
+    new, old = final.with_name(final.name + ".new"), final.with_name(final.name + ".old")
+    if overwrite:
         # run into a fresh folder and swap it in at the end: an interrupted run keeps the old logs. The
         # folder a killed overwrite of the same grid left goes on where it stopped (its logs are this
-        # grid's); another grid's is removed.
-        out = out.with_name(out.name + ".new")
+        # grid's); another grid's is removed. The swap moves the replaced folder to .old: that name must
+        # be free (never removed here: it may be someone's copy). Without the final folder, a swap was cut
+        # short: the complete .new is swapped in below.
+        if final.exists() and old.exists():
+            raise FileExistsError(
+                f"{old} exists: the swap at the end moves {final} there before removing it. It is left by an "
+                "interrupted swap (its logs were being replaced) or it is yours: remove or rename it first"
+            )
+        out = new
         if out.exists() and not _holds_grid(out, grid):
             shutil.rmtree(out)
         resume = out.exists()
@@ -542,22 +559,33 @@ def run(
                 clock.note()
     if partial.is_dir():
         shutil.rmtree(partial)  # every run is logged: nothing left to resume
-    if out != final:
-        old = final.with_name(final.name + ".old")
-        final.rename(old)
-        out.rename(final)
-        shutil.rmtree(old)
     from textnorm import manifest
 
-    wall = _read_json(final / "wall.json")
-    manifest.record(final, "textnorm overopt", grid, extra={"wall_minutes": round(wall["seconds"] / 60, 1)})
+    # the manifest first, under the final name: a kill before the swap below leaves a manifest that the old
+    # logs fail (overopt.load refuses them) and a complete .new that the same command swaps in
+    wall = _read_json(out / "wall.json")
+    extra = {"wall_minutes": round(wall["seconds"] / 60, 1)}
+    manifest.record(out, "textnorm overopt", grid, extra=extra, recorded_as=final)
+    if out != final:
+        replaced = final.exists()
+        if replaced:
+            final.rename(old)
+        out.rename(final)
+        if replaced:
+            shutil.rmtree(old)
     return final
+
+
+# how often the grid's wall time is written while jobs run
+WALL_SECONDS = 60.0
 
 
 class _WallClock:
     """The grid's wall time over every invocation (a resumed grid adds to it) in ``wall.json``, written
-    as each job ends and every :data:`CHECKPOINT_SECONDS` in between: the runs of a killed grid go
-    on from their checkpoints, so the time a kill interrupted counts, up to the last write."""
+    as each job ends and every :data:`WALL_SECONDS` in between: the runs of a killed grid go on from
+    their checkpoints, so the time a kill interrupted counts, up to the last write. A failed write in
+    between is reported once and retried at the next tick; the last write's failure is raised unless
+    the jobs' own error is on its way."""
 
     def __init__(self, path: Path, workers: int) -> None:
         import threading
@@ -574,18 +602,32 @@ class _WallClock:
             _write_json(self.path, {"seconds": seconds, "workers": self.workers})
 
     def _tick(self) -> None:
-        while not self.done.wait(CHECKPOINT_SECONDS):
-            self.note()
+        import warnings
+
+        warned = False
+        while not self.done.wait(WALL_SECONDS):
+            try:
+                self.note()
+            except OSError as exc:  # e.g. a full disk: the jobs go on, the next tick tries again
+                if not warned:
+                    warnings.warn(
+                        f"could not write {self.path} ({exc}); retrying every {WALL_SECONDS:g} s", stacklevel=1
+                    )
+                    warned = True
 
     def __enter__(self) -> _WallClock:
         self.note()
         self.thread.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
         self.done.set()
         self.thread.join()
-        self.note()
+        try:
+            self.note()
+        except OSError:
+            if kind is None:  # otherwise the jobs' own error is the one to see
+                raise
 
 
 def _holds_grid(folder: Path, grid: Any) -> bool:

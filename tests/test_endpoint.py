@@ -135,6 +135,8 @@ def test_rise_and_fall_of_gaos_shape_is_found_and_a_rising_line_does_not_fall():
     # would only be the straight line from the start
     assert 0.25 <= up["rise_sqrt_kl"] < up["peak_sqrt_kl"] and 0 < up["rise_low"]
     assert up["rise"] == pytest.approx(0.1 * up["rise_sqrt_kl"], abs=0.005)
+    # the values checked are reported: from the first evaluation every run reached to the reach
+    assert up["d0"] == pytest.approx(0.25) and up["n_points"] == 8 and up["reach"] == pytest.approx(2.0)
     flat = endpoint.rise_and_fall(_table({"flat": lambda d: 0 * d}, rewards=("flat",), noise=0.005), "flat")
     assert not flat["rises"] and np.isnan(flat["rise_sqrt_kl"]) and np.isnan(flat["rise_low"])
 

@@ -315,7 +315,8 @@ def rise_and_fall(
     lies below 0 (Bonferroni over those n_points - 1 differences). Also the peak of m, its d, and the
     end minus the peak, with their (simultaneous) intervals; and the first d whose interval lies above 0
     (``rise_sqrt_kl``, with ``rise``, ``rise_low``, ``rise_high``; NaN when none does), which need not be the
-    peak: a point with a smaller mean can have the narrower interval."""
+    peak: a point with a smaller mean can have the narrower interval. ``d0`` and ``n_points``: the values
+    checked, so that a sentence about them can say where it holds."""
     D = reach(table, reward, method)
     g, _, _ = _cells(table, reward, method)
     d0 = min(float(g[g.sqrt_kl > 0].groupby(["seed", "prompt"]).sqrt_kl.min().max()), D)
@@ -337,6 +338,8 @@ def rise_and_fall(
     return {
         **{key: float(a[above[0]]) if above.size else float("nan") for key, a in first.items()},
         "reach": D,
+        "d0": float(d0),
+        "n_points": int(n_points),
         "peak_sqrt_kl": float(grid[k]),
         "peak": float(mean[k]),
         "peak_low": float(low[k]),

@@ -141,6 +141,15 @@ def test_rise_and_fall_of_gaos_shape_is_found_and_a_rising_line_does_not_fall():
     assert not flat["rises"] and np.isnan(flat["rise_sqrt_kl"]) and np.isnan(flat["rise_low"])
 
 
+def test_a_run_that_never_moved_is_named_not_skipped():
+    table = _table({"raw": lambda d: 0.1 * d, "tn": lambda d: 0.1 * d})
+    still = (table.reward_name == "raw") & (table.seed == 1) & (table.prompt == "p2")
+    table.loc[still, "sqrt_kl"] = 0.0
+    with pytest.raises(ValueError, match=r"never moved.*\(1, 'p2'\)"):
+        endpoint.rise_and_fall(table, "raw")
+    assert endpoint.rise_and_fall(table, "tn")["rises"]  # the other reward is unaffected
+
+
 def test_the_first_resolved_rise_can_come_before_a_higher_unresolved_peak():
     """Rises early with little noise, then one seed jumps: the peak's band is wide, the first point's
     narrow; the first resolved rise is reported where it is, before the peak."""

@@ -318,8 +318,15 @@ def rise_and_fall(
     peak: a point with a smaller mean can have the narrower interval. ``d0`` and ``n_points``: the values
     checked, so that a sentence about them can say where it holds."""
     D = reach(table, reward, method)
-    g, _, _ = _cells(table, reward, method)
-    d0 = min(float(g[g.sqrt_kl > 0].groupby(["seed", "prompt"]).sqrt_kl.min().max()), D)
+    g, seeds, prompts = _cells(table, reward, method)
+    moved = g[g.sqrt_kl > 0].groupby(["seed", "prompt"]).sqrt_kl.min()
+    if len(moved) < len(seeds) * len(prompts):  # d0 below would silently skip the run that never moved
+        still = sorted(set(g.groupby(["seed", "prompt"]).groups) - set(moved.index), key=str)
+        raise ValueError(
+            f"reward {reward!r}: a run never moved from the base model (sqrt KL 0 at every "
+            f"evaluation) for (seed, prompt) {still[:5]}: its gold curve has no shape"
+        )
+    d0 = min(float(moved.max()), D)
     grid = d0 + (D - d0) * (np.arange(n_points) / max(n_points - 1, 1)) ** 2  # denser near d0: a rise
     vals = _run_curves(table, reward, grid, method)
     adj = 1 - (1 - level) / n_points

@@ -241,3 +241,17 @@ def test_end_difference_takes_each_runs_last_evaluation():
     one = endpoint.end_change(table, "tn")
     assert one["change"] == pytest.approx(0.31) and one["sqrt_kl"] == pytest.approx(2.0)
     assert one["low"] < 0.31 < one["high"] and one["p"] < 0.05
+
+
+def test_mde_at_holms_first_step_is_larger_and_has_80_percent_power():
+    se, df = 0.01, 30.0
+    plain, holm3 = endpoint.mde(se, df), endpoint.mde(se, df, alpha=0.05 / 3)
+    assert holm3 > plain > 0
+    # a true effect of that size is found by the level-alpha test in about 80% of data sets
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    t = (holm3 + se * rng.standard_t(df, 20000)) / se
+    assert np.mean(np.abs(t) > stats.t.ppf(1 - 0.05 / 6, df)) == pytest.approx(0.8, abs=0.02)
+    with pytest.raises(ValueError, match="alpha"):
+        endpoint.mde(se, df, alpha=0.0)

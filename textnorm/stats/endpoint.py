@@ -169,10 +169,13 @@ def _t_test(mean: float, se: float, df: float, level: float = 0.95) -> tuple[flo
     return mean - q * se, mean + q * se, float(2 * stats.t.sf(abs(mean) / se, df))
 
 
-def mde(se: float, df: float) -> float:
-    """The smallest true effect a two-sided 5% t test finds with 80% power (normal approximation of
-    the noncentral t): (t_{0.975, df} + t_{0.8, df}) SE."""
-    return float((stats.t.ppf(0.975, df) + stats.t.ppf(0.8, df)) * se)
+def mde(se: float, df: float, alpha: float = 0.05) -> float:
+    """The smallest true effect a two-sided level-``alpha`` t test finds with 80% power (normal
+    approximation of the noncentral t): (t_{1 - alpha/2, df} + t_{0.8, df}) SE. With Holm over k tests,
+    ``alpha`` = 0.05 / k is the level of its first step, which a lone true effect must pass."""
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+    return float((stats.t.ppf(1 - alpha / 2, df) + stats.t.ppf(0.8, df)) * se)
 
 
 def primary_endpoint(

@@ -98,6 +98,11 @@ def test_study_images_reproduce_the_runs_and_share_the_base(logs, tmp_path):
     del other["logs"][runs["preference"]]
     with pytest.raises(ValueError, match="not in these logs"):
         study.check_against_logs(s, other)
+    study.check_against_logs(s, logs, systems=systems)  # exactly the systems asked for
+    with pytest.raises(ValueError, match="other systems"):
+        study.check_against_logs(s, logs, systems=systems[:3])  # a study of more (or other) systems
+    with pytest.raises(ValueError, match="other systems"):
+        study.check_against_logs(s, logs, systems=[{**systems[0], "step": 1}, *systems[1:]])
     logged = copy.deepcopy(s)  # a system that recorded its KL: it must be the KL these logs hold at its step
     logged["systems"][3]["sqrt_kl_logged"] = 123.0
     with pytest.raises(ValueError, match="logged KL"):
@@ -136,6 +141,9 @@ def test_study_systems_take_each_pair_at_its_common_kl_and_at_the_end(logs):
             assert abs(kl[s["step"]] - budget) == min(abs(v - budget) for v in kl.values())
     # the run that sets the budget reaches it at its end: one system, not two copies
     assert any(s["checkpoint"] == "budget and end" for s in systems)
+    # a name says where the model stands: its reward, round and own sqrt KL
+    for s in systems[1:]:
+        assert s["name"].endswith(f", round {s['step']}, sqrt KL {s['sqrt_kl_logged']:.2f}")
     with pytest.raises(ValueError, match="pairs"):
         study.study_systems(logs)  # the grid names none
     with pytest.raises(ValueError, match="a raw reward"):

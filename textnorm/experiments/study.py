@@ -99,11 +99,12 @@ def study_systems(
             kl = _logged_sqrt_kl(log)
             end, at = log["config"]["steps"], checkpoint_near(log, budget)
             common = {"run": run, "role": role, "pair": i, "budget": budget}
+
             if at != end:
                 systems.append(
                     {
                         **common,
-                        "name": f"{name}, sqrt KL {budget:.2f}",
+                        "name": _system_name(name, at, kl),
                         "step": at,
                         "checkpoint": "budget",
                         "sqrt_kl_logged": kl[at],
@@ -112,7 +113,7 @@ def study_systems(
             systems.append(
                 {
                     **common,
-                    "name": f"{name}, end",
+                    "name": _system_name(name, end, kl),
                     "step": end,
                     "checkpoint": "budget and end" if at == end else "end",
                     "sqrt_kl_logged": kl.get(end),
@@ -121,11 +122,29 @@ def study_systems(
     return systems
 
 
-def check_against_logs(study: Mapping[str, Any], logs: Mapping[str, Any]) -> None:
+def _system_name(reward: str, step: int, kl: Mapping[int, float]) -> str:
+    """Where a model stands, in its name: its reward, its round and its own logged sqrt KL."""
+    own = kl.get(step)
+    return f"{reward}, round {step}" + ("" if own is None else f", sqrt KL {own:.2f}")
+
+
+def check_against_logs(
+    study: Mapping[str, Any], logs: Mapping[str, Any], systems: Sequence[Mapping[str, Any]] | None = None
+) -> None:
     """Raise unless every system of ``study`` (:func:`load_study`) is a run of ``logs``
     (:func:`textnorm.experiments.overopt.load`) with the config, and the sqrt KL at the system's step,
     that the run logs: a study drawn from other logs (an earlier grid) is an error, never a chapter
-    about models the logs do not hold."""
+    about models the logs do not hold. ``systems`` (e.g. :func:`study_systems` of the logs): the study
+    must hold exactly these, by name, run and step (a study of other pairs or another seed is refused)."""
+    if systems is not None:
+        want = [(s["name"], s["run"], s["step"]) for s in systems]
+        have = [(s["name"], s["run"], s["step"]) for s in study["systems"]]
+        if want != have:
+            raise ValueError(
+                f"the study holds other systems than expected: {[h for h in have if h not in want][:3]} "
+                f"beyond, {[w for w in want if w not in have][:3]} missing (or another order); make it again "
+                "from these logs (`make study`, textnorm study)"
+            )
     for s in study["systems"]:
         log = logs["logs"].get(s["run"])
         if log is None:

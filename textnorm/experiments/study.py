@@ -99,7 +99,6 @@ def study_systems(
             kl = _logged_sqrt_kl(log)
             end, at = log["config"]["steps"], checkpoint_near(log, budget)
             common = {"run": run, "role": role, "pair": i, "budget": budget}
-
             if at != end:
                 systems.append(
                     {

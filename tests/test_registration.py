@@ -1,0 +1,45 @@
+"""What changed between the two registered over-optimisation grids, computed from their files
+(textnorm.experiments.registration): the chapter's table of changes must list every change."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+from textnorm.experiments import overopt, registration
+from textnorm.paths import repo_root
+
+
+def _first_grid() -> dict:
+    return json.loads((repo_root() / "data" / "overopt_first" / "grid.json").read_text())
+
+
+def test_the_two_registrations_differ_in_exactly_the_settings_the_second_changed():
+    rows = registration.grid_changes(_first_grid(), overopt.default_grid())
+    by = {r["setting"]: (r["first"], r["this grid"]) for r in rows}
+    # the second registration: 4x the samples per prompt at a higher learning rate, the contrastive pair left out
+    assert by["ddpo: samples_per_prompt"] == ("16", "64")
+    assert by["ddpo: lr"] == ("0.0003", "0.001")
+    assert by["pairs"] == ("contrastive vs TextNorm(contrastive) (left out)", "")
+    assert "contrastive; TextNorm(contrastive) (left out)" == by["rewards"][0]
+    assert by["rewards per method: rwsft"][1] == "gold; random; preference; TextNorm(preference)"
+    assert not any(s.startswith("rwsft:") for s in by)  # RWSFT's settings did not change
+    assert all(set(r) == set(registration.COLUMNS) for r in rows)
+
+
+def test_a_grid_against_itself_has_no_changes_and_every_kind_of_change_is_a_row():
+    grid = overopt.default_grid()
+    assert registration.grid_changes(grid, copy.deepcopy(grid)) == []
+    other = copy.deepcopy(grid)
+    del other["methods"]["rwsft"]["lr"]  # a key left out: its default
+    other["methods"]["best"] = {"method": "best"}  # a method only one grid runs
+    other["seeds"] = [0, 1]
+    name = next(iter(other["rewards"]))
+    other["rewards"][name] = {**other["rewards"][name], "spec": "another"}  # same name, another reward
+    other["method_rewards"] = {}  # every method trains every reward
+    by = {r["setting"]: (r["first"], r["this grid"]) for r in registration.grid_changes(grid, other)}
+    assert by["rwsft: lr"] == (str(grid["methods"]["rwsft"]["lr"]), "(the default)")
+    assert by["best"] == ("not run", "run")
+    assert by["seeds"] == (json.dumps(grid["seeds"]), "[0, 1]")
+    assert f"reward {name}" in by
+    assert by["rewards per method: rwsft"][1] == "(every reward)"

@@ -1,0 +1,67 @@
+"""What changed between two registered grids (:mod:`textnorm.experiments.overopt`): one row per
+setting in which they differ, so that a chapter reporting a re-registration lists every change,
+computed from the two grid files, never typed.
+
+A row is ``{"setting", "first", "this grid"}`` with text values:
+
+- a method's setting (``"ddpo: lr"``): the two values; a key one grid leaves out reads
+  ``"(the default)"``; a method one grid does not run reads ``"run"`` / ``"not run"``;
+- rewards and pairs: the names one grid has and the other not (``"... (left out)"``,
+  ``"... (added)"``; a pair is ``"raw vs TextNorm"``); a reward of both whose definition changed
+  (``"reward NAME"``): both definitions as JSON;
+- rewards per method: one row per method whose list changed (a method without a list trains
+  every reward: ``"(every reward)"``);
+- seeds and the best-of-n pool: the two values as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+COLUMNS = ("setting", "first", "this grid")
+
+
+def _names(key: str, value: Any) -> list[str]:
+    if key == "rewards":
+        return list(value or {})
+    return [" vs ".join(p) for p in value or []]
+
+
+def grid_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Every setting in which grid ``old`` (the first registration) and ``new`` differ, in the
+    order: methods' settings, rewards, pairs, rewards per method, seeds, best-of-n pool. Empty
+    when the grids agree on all of them."""
+    rows: list[dict[str, str]] = []
+
+    def row(setting: str, first: Any, this: Any) -> None:
+        rows.append({"setting": setting, "first": str(first), "this grid": str(this)})
+
+    old_m, new_m = old.get("methods", {}), new.get("methods", {})
+    for m in dict.fromkeys([*old_m, *new_m]):
+        a, b = old_m.get(m), new_m.get(m)
+        if a is None or b is None:
+            row(m, "run" if a is not None else "not run", "run" if b is not None else "not run")
+            continue
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                row(f"{m}: {k}", a.get(k, "(the default)"), b.get(k, "(the default)"))
+    for key, label in (("rewards", "rewards"), ("pairs", "pairs")):
+        a, b = _names(key, old.get(key)), _names(key, new.get(key))
+        gone, added = [n for n in a if n not in b], [n for n in b if n not in a]
+        if gone or added:
+            row(label, "; ".join(gone) + " (left out)" if gone else "", "; ".join(added) + " (added)" if added else "")
+    old_r, new_r = old.get("rewards") or {}, new.get("rewards") or {}
+    for n in old_r:
+        if n in new_r and old_r[n] != new_r[n]:  # the same name, another reward
+            row(f"reward {n}", json.dumps(old_r[n], sort_keys=True), json.dumps(new_r[n], sort_keys=True))
+    a, b = old.get("method_rewards") or {}, new.get("method_rewards") or {}
+    for m in dict.fromkeys([*a, *b]):
+        if a.get(m) != b.get(m):
+            every = "(every reward)"
+            row(f"rewards per method: {m}", "; ".join(a[m]) if m in a else every, "; ".join(b[m]) if m in b else every)
+    for key, label in (("seeds", "seeds"), ("bon", "best-of-n pool")):
+        if old.get(key) != new.get(key):
+            row(label, json.dumps(old.get(key)), json.dumps(new.get(key)))
+    return rows

@@ -352,3 +352,19 @@ def test_design_effect_from_independent_and_clustered_judgments():
     df = pd.DataFrame(rows)
     assert he.design_effect(df, "A", "B", n_boot=4000) < 1.4  # about 1 (floored at 1)
     assert 3.5 < he.design_effect(df, "C", "D", n_boot=4000) < 6.5  # about the 5 raters per prompt
+
+
+def test_strongest_by_bradley_terry_and_by_share_won_when_no_fit_exists():
+    df = simulated(n_prompts=30, p_a=0.7)  # A beats B about 70%, B and C about even
+    name, table, rule = he.strongest(df, ["A", "B"], reference="B")
+    assert (name, rule) == ("A", "Bradley-Terry strength")
+    assert list(table.index) == ["A", "B"] and table.strength.iloc[0] > 0
+    # separation: "a" won every judgment, so no finite fit; the share won chooses, and says why
+    rows = [(f"p{i}", "a", "b", "left") for i in range(6)] + [(f"p{i}", "b", "c", "right") for i in range(6)]
+    rows += [(f"p{i}", "c", "b", "tie") for i in range(3)]
+    name, table, rule = he.strongest(_rows(rows), ["b", "c"])
+    assert name == "c" and rule.startswith("share of decided judgments won (Bradley-Terry: separation")
+    assert table.loc["c", "share won"] == pytest.approx(1.0) and table.loc["b", "share won"] == pytest.approx(0.0)
+    assert table.loc["b", "decided judgments"] == 12  # ties are not decided
+    with pytest.raises(ValueError, match="not judged"):
+        he.strongest(_rows(rows), ["b", "z"])

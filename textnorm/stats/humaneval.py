@@ -23,7 +23,9 @@ two systems, ``left`` and ``right``, and chose ``left``, ``right`` or ``tie``.
   loser) is strongly connected (Zermelo, 1929; Ford, 1957): a system that never lost (or never
   won) against the rest has an infinite strength. Such data, comparisons that fall apart into
   unconnected groups, all-tie data and fewer than two prompts (no clusters) are errors that say
-  which; bootstrap resamples without a finite fit are left out and counted.
+  which; bootstrap resamples without a finite fit are left out and counted. :func:`strongest` picks
+  the strongest of several systems by Bradley-Terry, and by the share of decided judgments won when no
+  finite fit exists (saying which rule chose).
 - Power: the number of non-tied judgments for a two-sided exact sign test at level alpha to detect
   a true win rate p (e.g. 2/3, "twice as many wins") with the given power; and the normal
   approximation (statsmodels ``NormalIndPower`` on Cohen's h).
@@ -459,6 +461,36 @@ def bradley_terry_bootstrap(
         lo, hi = np.quantile(draws[:, j], [alpha, 1 - alpha])
         rows.append({"system": s, "boot_low": float(lo), "boot_high": float(hi), "n_boot": len(draws)})
     return pd.DataFrame(rows)
+
+
+def strongest(
+    df: pd.DataFrame, candidates: Sequence[str], reference: str | None = None
+) -> tuple[str, pd.DataFrame, str]:
+    """The strongest of ``candidates`` in the judgments ``df``: the largest Bradley-Terry strength
+    (fitted on all of ``df``'s systems, ``reference`` fixed at 0), or, when the judgments admit no
+    finite fit (:func:`bradley_terry` raises), the largest share of its decided judgments won (ties
+    left out; a candidate without decided judgments ranks last). Returns (name, the candidates'
+    table, best first, the rule that chose it: ``"Bradley-Terry strength"`` or ``"share of decided
+    judgments won (<why no fit>)"``)."""
+    df = validate(df)
+    candidates = list(candidates)
+    systems = set(df.left) | set(df.right)
+    missing = [c for c in candidates if c not in systems]
+    if not candidates or missing:
+        raise ValueError(f"candidates {missing or candidates} are not judged (systems judged: {sorted(systems)})")
+    try:
+        bt = bradley_terry(df, reference=reference)
+    except ValueError as err:  # no finite fit: the share won, with the reason in the rule
+        decided = df[df.choice != "tie"]
+        winners = np.where(decided.choice == "left", decided.left, decided.right)
+        seen = [int(((decided.left == c) | (decided.right == c)).sum()) for c in candidates]
+        won = [int((winners == c).sum()) for c in candidates]
+        table = pd.DataFrame({"decided judgments": seen, "won": won}, index=pd.Index(candidates, name="system"))
+        table["share won"] = [w / n if n else np.nan for w, n in zip(won, seen)]
+        table = table.sort_values("share won", ascending=False, na_position="last", kind="stable")
+        return str(table.index[0]), table, f"share of decided judgments won ({err})"
+    bt = bt[bt.system.isin(candidates)].set_index("system").sort_values("strength", ascending=False, kind="stable")
+    return str(bt.index[0]), bt[["strength", "ci_low", "ci_high"]], "Bradley-Terry strength"
 
 
 def krippendorff_alpha_nominal(labels: np.ndarray) -> float:

@@ -355,7 +355,7 @@ def test_design_effect_from_independent_and_clustered_judgments():
 
 
 def test_strongest_by_bradley_terry_and_by_share_won_when_no_fit_exists():
-    df = simulated(n_prompts=30, p_a=0.7)  # A beats B about 70%, B and C about even
+    df = simulated(n_prompts=30, p_a=0.7)  # A beats B about 70% of decided judgments, B beats C about 60%
     name, table, rule = he.strongest(df, ["A", "B"], reference="B")
     assert (name, rule) == ("A", "Bradley-Terry strength")
     assert list(table.index) == ["A", "B"] and table.strength.iloc[0] > 0
@@ -363,8 +363,17 @@ def test_strongest_by_bradley_terry_and_by_share_won_when_no_fit_exists():
     rows = [(f"p{i}", "a", "b", "left") for i in range(6)] + [(f"p{i}", "b", "c", "right") for i in range(6)]
     rows += [(f"p{i}", "c", "b", "tie") for i in range(3)]
     name, table, rule = he.strongest(_rows(rows), ["b", "c"])
-    assert name == "c" and rule.startswith("share of decided judgments won (Bradley-Terry: separation")
+    assert name == "c" and rule.startswith("share of decided judgments won (no finite Bradley-Terry fit: separation")
     assert table.loc["c", "share won"] == pytest.approx(1.0) and table.loc["b", "share won"] == pytest.approx(0.0)
     assert table.loc["b", "decided judgments"] == 12  # ties are not decided
     with pytest.raises(ValueError, match="not judged"):
         he.strongest(_rows(rows), ["b", "z"])
+    # a fit that fails for another reason is an error, not a switch of rule: a misspelt reference, one prompt
+    with pytest.raises(ValueError, match="reference 'Z'"):
+        he.strongest(df, ["A", "B"], reference="Z")
+    one_prompt = _rows(
+        [("p0", "a", "b", "left"), ("p0", "a", "b", "right"), ("p0", "b", "c", "left"), ("p0", "b", "c", "right")]
+    )
+    assert he.fit_problem(one_prompt) is None  # a finite fit exists, but no clustered errors
+    with pytest.raises(ValueError, match="at least two prompts"):
+        he.strongest(one_prompt, ["a", "b"])

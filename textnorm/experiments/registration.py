@@ -11,7 +11,9 @@ A row is ``{"setting", "first", "this grid"}`` with text values:
   (``"reward NAME"``): both definitions as JSON;
 - rewards per method: one row per method whose list changed (a method without a list trains
   every reward: ``"(every reward)"``);
-- seeds and the best-of-n pool: the two values as JSON.
+- seeds, the best-of-n pool, the model and the gold judge: the two values.
+
+Lists and dicts are written as JSON, other values as they print.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ from typing import Any
 COLUMNS = ("setting", "first", "this grid")
 
 
+def _text(value: Any) -> str:
+    """A setting as text: lists and dicts as JSON, anything else as it prints."""
+    return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else str(value)
+
+
 def _names(key: str, value: Any) -> list[str]:
     if key == "rewards":
         return list(value or {})
@@ -31,12 +38,12 @@ def _names(key: str, value: Any) -> list[str]:
 
 def grid_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[dict[str, str]]:
     """Every setting in which grid ``old`` (the first registration) and ``new`` differ, in the
-    order: methods' settings, rewards, pairs, rewards per method, seeds, best-of-n pool. Empty
-    when the grids agree on all of them."""
+    order: methods' settings, rewards, pairs, rewards per method, seeds, best-of-n pool, model, gold
+    judge (every key of ``overopt.GRID_KEYS``). Empty when the grids agree on all of them."""
     rows: list[dict[str, str]] = []
 
     def row(setting: str, first: Any, this: Any) -> None:
-        rows.append({"setting": setting, "first": str(first), "this grid": str(this)})
+        rows.append({"setting": setting, "first": _text(first), "this grid": _text(this)})
 
     old_m, new_m = old.get("methods", {}), new.get("methods", {})
     for m in dict.fromkeys([*old_m, *new_m]):
@@ -55,13 +62,13 @@ def grid_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[dict[st
     old_r, new_r = old.get("rewards") or {}, new.get("rewards") or {}
     for n in old_r:
         if n in new_r and old_r[n] != new_r[n]:  # the same name, another reward
-            row(f"reward {n}", json.dumps(old_r[n], sort_keys=True), json.dumps(new_r[n], sort_keys=True))
+            row(f"reward {n}", old_r[n], new_r[n])
     a, b = old.get("method_rewards") or {}, new.get("method_rewards") or {}
     for m in dict.fromkeys([*a, *b]):
         if a.get(m) != b.get(m):
             every = "(every reward)"
             row(f"rewards per method: {m}", "; ".join(a[m]) if m in a else every, "; ".join(b[m]) if m in b else every)
-    for key, label in (("seeds", "seeds"), ("bon", "best-of-n pool")):
+    for key, label in (("seeds", "seeds"), ("bon", "best-of-n pool"), ("model", "model"), ("judge", "gold judge")):
         if old.get(key) != new.get(key):
-            row(label, json.dumps(old.get(key)), json.dumps(new.get(key)))
+            row(label, old.get(key, "(the default)"), new.get(key, "(the default)"))
     return rows

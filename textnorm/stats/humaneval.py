@@ -467,30 +467,34 @@ def strongest(
     df: pd.DataFrame, candidates: Sequence[str], reference: str | None = None
 ) -> tuple[str, pd.DataFrame, str]:
     """The strongest of ``candidates`` in the judgments ``df``: the largest Bradley-Terry strength
-    (fitted on all of ``df``'s systems, ``reference`` fixed at 0), or, when the judgments admit no
-    finite fit (:func:`bradley_terry` raises), the largest share of its decided judgments won (ties
-    left out; a candidate without decided judgments ranks last). Returns (name, the candidates'
-    table, best first, the rule that chose it: ``"Bradley-Terry strength"`` or ``"share of decided
-    judgments won (<why no fit>)"``)."""
+    (:func:`bradley_terry` on all of ``df``'s systems, ``reference`` fixed at 0), or, only when the
+    judgments admit no finite fit (:func:`fit_problem`: separation, unconnected comparisons, all
+    ties), the largest share of its decided judgments won (ties left out; a candidate without
+    decided judgments ranks last). Any other reason the fit fails (an unknown reference, fewer than
+    two prompts) is raised, never replaced by another rule. Returns (name, the candidates' table,
+    best first, the rule that chose it: ``"Bradley-Terry strength"`` or ``"share of decided
+    judgments won"``, followed by `` (why no fit)``)."""
     df = validate(df)
     candidates = list(candidates)
-    systems = set(df.left) | set(df.right)
+    systems = sorted(set(df.left) | set(df.right))
     missing = [c for c in candidates if c not in systems]
     if not candidates or missing:
-        raise ValueError(f"candidates {missing or candidates} are not judged (systems judged: {sorted(systems)})")
-    try:
-        bt = bradley_terry(df, reference=reference)
-    except ValueError as err:  # no finite fit: the share won, with the reason in the rule
-        decided = df[df.choice != "tie"]
-        winners = np.where(decided.choice == "left", decided.left, decided.right)
-        seen = [int(((decided.left == c) | (decided.right == c)).sum()) for c in candidates]
-        won = [int((winners == c).sum()) for c in candidates]
-        table = pd.DataFrame({"decided judgments": seen, "won": won}, index=pd.Index(candidates, name="system"))
-        table["share won"] = [w / n if n else np.nan for w, n in zip(won, seen)]
-        table = table.sort_values("share won", ascending=False, na_position="last", kind="stable")
-        return str(table.index[0]), table, f"share of decided judgments won ({err})"
-    bt = bt[bt.system.isin(candidates)].set_index("system").sort_values("strength", ascending=False, kind="stable")
-    return str(bt.index[0]), bt[["strength", "ci_low", "ci_high"]], "Bradley-Terry strength"
+        raise ValueError(f"candidates {missing or candidates} are not judged (systems judged: {systems})")
+    if reference is not None and reference not in systems:
+        raise ValueError(f"reference {reference!r} is not among the systems {systems}")
+    problem = fit_problem(df, systems)
+    if problem is None:
+        bt = bradley_terry(df, reference=reference).set_index("system")
+        bt = bt.loc[candidates].sort_values("strength", ascending=False, kind="stable")
+        return str(bt.index[0]), bt[["strength", "ci_low", "ci_high"]], "Bradley-Terry strength"
+    decided = df[df.choice != "tie"]
+    winners = np.where(decided.choice == "left", decided.left, decided.right)
+    seen = [int(((decided.left == c) | (decided.right == c)).sum()) for c in candidates]
+    won = [int((winners == c).sum()) for c in candidates]
+    table = pd.DataFrame({"decided judgments": seen, "won": won}, index=pd.Index(candidates, name="system"))
+    table["share won"] = [w / n if n else np.nan for w, n in zip(won, seen)]
+    table = table.sort_values("share won", ascending=False, na_position="last", kind="stable")
+    return str(table.index[0]), table, f"share of decided judgments won (no finite Bradley-Terry fit: {problem})"
 
 
 def krippendorff_alpha_nominal(labels: np.ndarray) -> float:

@@ -350,6 +350,12 @@ def _components(systems: list[str], left, right, strong: bool) -> list[list[str]
     return [[s for s in systems if labels[index[s]] == k] for k in range(n)]
 
 
+def _winners_losers(decided: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The winner and the loser of each decided (non-tie) judgment."""
+    left_won = decided.choice == "left"
+    return np.where(left_won, decided.left, decided.right), np.where(left_won, decided.right, decided.left)
+
+
 def fit_problem(df: pd.DataFrame, systems: list[str] | None = None) -> str | None:
     """Why Bradley-Terry has no finite fit on these judgments, or None when it has one."""
     systems = systems or sorted(set(df.left) | set(df.right))
@@ -362,8 +368,7 @@ def fit_problem(df: pd.DataFrame, systems: list[str] | None = None) -> str | Non
     decided = df[df.choice != "tie"]
     if decided.empty:
         return "every judgment is a tie: no win or loss to fit strengths to"
-    winners = np.where(decided.choice == "left", decided.left, decided.right)
-    losers = np.where(decided.choice == "left", decided.right, decided.left)
+    winners, losers = _winners_losers(decided)
     groups = _components(systems, winners, losers, strong=True)
     if len(groups) > 1:
         return (
@@ -488,7 +493,7 @@ def strongest(
         bt = bt.loc[candidates].sort_values("strength", ascending=False, kind="stable")
         return str(bt.index[0]), bt[["strength", "ci_low", "ci_high"]], "Bradley-Terry strength"
     decided = df[df.choice != "tie"]
-    winners = np.where(decided.choice == "left", decided.left, decided.right)
+    winners, _ = _winners_losers(decided)
     seen = [int(((decided.left == c) | (decided.right == c)).sum()) for c in candidates]
     won = [int((winners == c).sum()) for c in candidates]
     table = pd.DataFrame({"decided judgments": seen, "won": won}, index=pd.Index(candidates, name="system"))

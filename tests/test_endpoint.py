@@ -127,9 +127,11 @@ def test_rise_and_fall_of_gaos_shape_is_found_and_a_rising_line_does_not_fall():
     )
     rf = endpoint.rise_and_fall(table, "up_down")
     assert rf["rises"] and rf["falls"] and rf["peak_sqrt_kl"] == pytest.approx(0.5, abs=0.26)
+    assert rf["falls_after_rise"] and rf["shape"] == "rises, then falls"
     assert rf["peak"] == pytest.approx(0.05, abs=0.01)
     up = endpoint.rise_and_fall(table, "up")
     assert up["rises"] and not up["falls"] and up["peak_sqrt_kl"] == pytest.approx(2.0)
+    assert not up["falls_after_rise"] and up["shape"] == "rises"
     # the first resolved rise is the first point of the grid whose band lies above 0: for a line rising
     # from the first evaluation (d = 0.25) it is that evaluation, never a d below it where the curve
     # would only be the straight line from the start
@@ -139,6 +141,25 @@ def test_rise_and_fall_of_gaos_shape_is_found_and_a_rising_line_does_not_fall():
     assert up["d0"] == pytest.approx(0.25) and up["n_points"] == 8 and up["reach"] == pytest.approx(2.0)
     flat = endpoint.rise_and_fall(_table({"flat": lambda d: 0 * d}, rewards=("flat",), noise=0.005), "flat")
     assert not flat["rises"] and np.isnan(flat["rise_sqrt_kl"]) and np.isnan(flat["rise_low"])
+
+
+def test_a_fall_before_the_rise_is_not_a_rise_then_fall():
+    """Gold is 0.15 above the start from d = 0.5 on (a resolved rise); at the first evaluation and at the
+    end each (seed, prompt) carries the same large offset, so those two values are unresolved alone but
+    their difference, -0.2, is resolved: the end lies below the first value, a point before the rise.
+    Gold was never bought and then lost, so the shape is "rises", not "rises, then falls"."""
+    table = _table({"r": lambda d: 0.15 + 0 * d}, rewards=("r",), noise=0.002)
+    units = sorted(set(zip(table.seed, table.prompt)))
+    offset = dict(zip(units, np.linspace(-0.8, 0.8, len(units))[np.random.default_rng(1).permutation(len(units))]))
+    o = np.array([offset[u] for u in zip(table.seed, table.prompt)])
+    first, end = np.isclose(table.sqrt_kl, 0.25), np.isclose(table.sqrt_kl, 2.0)
+    table.loc[first, "gold_change"] += 0.15 + o[first]
+    table.loc[end, "gold_change"] += -0.05 + o[end]
+    rf = endpoint.rise_and_fall(table, "r")
+    assert rf["rises"] and rf["falls"] and rf["rise_sqrt_kl"] > 0.25
+    assert not rf["falls_after_rise"] and rf["shape"] == "rises"
+    down = endpoint.rise_and_fall(_table({"down": lambda d: -0.1 * d}, rewards=("down",), noise=0.005), "down")
+    assert down["shape"] == "falls" and not down["rises"]
 
 
 def test_a_run_that_never_moved_is_named_not_skipped():

@@ -315,7 +315,10 @@ def rise_and_fall(
     m(d) and, at each, a t interval
     at Bonferroni's level 1 - (1 - level) / n_points (all hold at once with probability >= level).
     ``rises``: some interval lies above 0; ``falls``: for some earlier d, the interval of m(D) - m(d)
-    lies below 0 (Bonferroni over those n_points - 1 differences). Also the peak of m, its d, and the
+    lies below 0 (Bonferroni over those n_points - 1 differences); ``falls_after_rise``: for such a d at
+    or after the first resolved rise (gold bought, then lost: Gao et al.'s shape; a fall from a d before
+    the rise is not). ``shape`` in words: "rises, then falls" (rises and falls_after_rise), else "rises",
+    "falls" or "no resolved change". Also the peak of m, its d, and the
     end minus the peak, with their (simultaneous) intervals; and the first d whose interval lies above 0
     (``rise_sqrt_kl``, with ``rise``, ``rise_low``, ``rise_high``; NaN when none does), which need not be the
     peak: a point with a smaller mean can have the narrower interval. ``d0`` and ``n_points``: the values
@@ -344,6 +347,12 @@ def rise_and_fall(
         d_low[k], d_high[k], _ = _t_test(d_mean[k], se, df, adj_drop)
     k = int(np.argmax(mean))
     above = np.flatnonzero(low > 0)  # the first resolved rise, if any
+    fell = d_high[:-1] < 0  # the end resolved below the value at d_j, for each earlier j
+    rises, falls = bool(above.size), bool(fell.any())
+    falls_after_rise = bool(above.size and fell[above[0] :].any())
+    shape = (
+        "rises, then falls" if falls_after_rise else "rises" if rises else "falls" if falls else "no resolved change"
+    )
     first = {"rise_sqrt_kl": grid, "rise": mean, "rise_low": low, "rise_high": high}
     return {
         **{key: float(a[above[0]]) if above.size else float("nan") for key, a in first.items()},
@@ -358,8 +367,10 @@ def rise_and_fall(
         "end_minus_peak": float(d_mean[k]),
         "drop_low": float(d_low[k]),
         "drop_high": float(d_high[k]),
-        "rises": bool(np.any(low > 0)),
-        "falls": bool(np.any(d_high[:-1] < 0)),
+        "rises": rises,
+        "falls": falls,
+        "falls_after_rise": falls_after_rise,
+        "shape": shape,
         "seeds": vals.shape[1],
         "prompts": vals.shape[2],
     }

@@ -147,7 +147,7 @@ def test_a_fall_before_the_rise_is_not_a_rise_then_fall():
     """Gold is 0.15 above the start from d = 0.5 on (a resolved rise); at the first evaluation and at the
     end each (seed, prompt) carries the same large offset, so those two values are unresolved alone but
     their difference, -0.2, is resolved: the end lies below the first value, a point before the rise.
-    Gold was never bought and then lost, so the shape is "rises", not "rises, then falls"."""
+    Gold was never resolvably bought and then lost, so the shape is "rises", not "rises, then falls"."""
     table = _table({"r": lambda d: 0.15 + 0 * d}, rewards=("r",), noise=0.002)
     units = sorted(set(zip(table.seed, table.prompt)))
     offset = dict(zip(units, np.linspace(-0.8, 0.8, len(units))[np.random.default_rng(1).permutation(len(units))]))
@@ -156,10 +156,13 @@ def test_a_fall_before_the_rise_is_not_a_rise_then_fall():
     table.loc[first, "gold_change"] += 0.15 + o[first]
     table.loc[end, "gold_change"] += -0.05 + o[end]
     rf = endpoint.rise_and_fall(table, "r")
-    assert rf["rises"] and rf["falls"] and rf["rise_sqrt_kl"] > 0.25
+    # the first resolved rise is at the first checked d past 0.5: d_3 = 0.25 + 1.75 (3/7)^2
+    assert rf["rises"] and rf["falls"] and rf["rise_sqrt_kl"] == pytest.approx(0.25 + 1.75 * 9 / 49)
     assert not rf["falls_after_rise"] and rf["shape"] == "rises"
     down = endpoint.rise_and_fall(_table({"down": lambda d: -0.1 * d}, rewards=("down",), noise=0.005), "down")
     assert down["shape"] == "falls" and not down["rises"]
+    with pytest.raises(ValueError, match="n_points"):
+        endpoint.rise_and_fall(table, "r", n_points=1)
 
 
 def test_a_run_that_never_moved_is_named_not_skipped():

@@ -306,7 +306,7 @@ def mean_curve(
 
 def rise_and_fall(
     table: pd.DataFrame, reward: str, method: str = "ddpo", n_points: int = 8, level: float = 0.95
-) -> dict[str, float | bool]:
+) -> dict[str, float | bool | str]:
     """Whether the reward's mean gold change rises and then falls over the d every run reached.
 
     At ``n_points`` values d_k = d_0 + (D - d_0) (k / (n_points - 1))^2, k = 0 .. n_points - 1, from d_0,
@@ -323,6 +323,8 @@ def rise_and_fall(
     (``rise_sqrt_kl``, with ``rise``, ``rise_low``, ``rise_high``; NaN when none does), which need not be the
     peak: a point with a smaller mean can have the narrower interval. ``d0`` and ``n_points``: the values
     checked, so that a sentence about them can say where it holds."""
+    if not (isinstance(n_points, int) and n_points >= 2):
+        raise ValueError(f"n_points must be an integer >= 2 (the first and the largest d at least), got {n_points!r}")
     D = reach(table, reward, method)
     g, seeds, prompts = _cells(table, reward, method)
     moved = g[g.sqrt_kl > 0].groupby(["seed", "prompt"]).sqrt_kl.min()
@@ -333,14 +335,14 @@ def rise_and_fall(
             f"evaluation) for (seed, prompt) {still[:5]}: its gold curve has no shape"
         )
     d0 = min(float(moved.max()), D)
-    grid = d0 + (D - d0) * (np.arange(n_points) / max(n_points - 1, 1)) ** 2  # denser near d0: a rise
+    grid = d0 + (D - d0) * (np.arange(n_points) / (n_points - 1)) ** 2  # denser near d0: a rise
     vals = _run_curves(table, reward, grid, method)
     adj = 1 - (1 - level) / n_points
     mean, low, high = np.empty(n_points), np.empty(n_points), np.empty(n_points)
     for k in range(n_points):
         mean[k], se, df = mean_se(vals[k])
         low[k], high[k], _ = _t_test(mean[k], se, df, adj)
-    adj_drop = 1 - (1 - level) / max(n_points - 1, 1)
+    adj_drop = 1 - (1 - level) / (n_points - 1)
     d_mean, d_low, d_high = np.zeros(n_points), np.zeros(n_points), np.zeros(n_points)
     for k in range(n_points - 1):
         d_mean[k], se, df = mean_se(vals[-1] - vals[k])

@@ -64,7 +64,7 @@ def test_the_chapter_runs_on_a_study_of_fine_tuned_models(tiny_study, tmp_path):
     )
     assert "strongest baseline" in text and "The claim" in text and "A real study" in text
     assert "nan" not in text.lower()
-    assert "own raw reward's model" in text  # the secondary comparison, tested or said why not
+    assert "its raw reward's model" in text  # the secondary comparison's table
     S = study.load_study(tiny_study)
     roles = [s["role"] for s in S["systems"]]
     assert roles[0] == "base" and roles.count("raw") >= 1 and roles.count("textnorm") >= 1

@@ -10,6 +10,10 @@ from textnorm import plots, tables
 def test_interval_and_with_intervals():
     assert tables.interval(0.8071, 0.78149, 0.8321) == "0.807 [0.781, 0.832]"
     assert tables.interval(0.012, -0.01, 0.034, signed=True) == "+0.012 [-0.010, +0.034]"
+    # an estimate that rounds to zero has no sign (it was printed "-0.000" for -0.00007)
+    assert tables.interval(-6.8e-05, -0.0253, 0.0252, signed=True) == "0.000 [-0.025, +0.025]"
+    assert tables.number(-0.0004, signed=True) == "0.000" and tables.number(0.0006, signed=True) == "+0.001"
+    assert tables.number(float("nan")) == "nan"
     df = pd.DataFrame({"mean": [0.5], "ci_low": [0.4], "ci_high": [0.6], "n": [3]})
     out = tables.with_intervals(df, {"AUROC [95% CI]": ("mean", "ci_low", "ci_high")})
     assert list(out.columns) == ["n", "AUROC [95% CI]"] and out.iloc[0, 1] == "0.500 [0.400, 0.600]"

@@ -67,10 +67,16 @@ def name(column: str) -> str:
     return NAMES.get(column, column.replace("_", " "))
 
 
+def number(x: float, digits: int = 3, signed: bool = False) -> str:
+    """x rounded to ``digits`` decimals ('0.012'; signed: '+0.012', '-0.010'). A value that rounds to zero
+    prints as '0.000' with no sign either way: '-0.000' would claim a direction the digits do not show."""
+    r = round(float(x), digits) + 0.0  # + 0.0 turns -0.0 into 0.0
+    return f"{r:+.{digits}f}" if signed and r != 0 else f"{r:.{digits}f}"
+
+
 def interval(mean: float, low: float, high: float, digits: int = 3, signed: bool = False) -> str:
-    """'0.807 [0.781, 0.832]' (signed: '+0.012 [-0.010, +0.034]')."""
-    f = f"{{:+.{digits}f}}" if signed else f"{{:.{digits}f}}"
-    return f"{f.format(mean)} [{f.format(low)}, {f.format(high)}]"
+    """'0.807 [0.781, 0.832]' (signed: '+0.012 [-0.010, +0.034]'; a value rounding to zero: '0.000')."""
+    return f"{number(mean, digits, signed)} [{number(low, digits, signed)}, {number(high, digits, signed)}]"
 
 
 def p_value(p: float) -> str:

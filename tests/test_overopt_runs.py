@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 
+import pandas as pd
 import pytest
 
 from textnorm.experiments import overopt
@@ -303,3 +304,41 @@ def test_a_swap_cut_short_is_finished_by_the_same_command_and_an_old_folder_is_n
     with pytest.raises(FileExistsError, match="copy.old exists"):
         overopt.run(final, tiny_grid, workers=1, progress=False, overwrite=True)
     assert old.exists() and final.exists() and not new.exists()  # refused before anything was touched
+
+
+@pytest.fixture(scope="module")
+def seed_folders(tiny_grid, tmp_path_factory):
+    """The tiny grid without its pool (gold only), run as seeds [0, 1] in one folder and as [0] and [1] apart."""
+    grid = {k: v for k, v in copy.deepcopy(tiny_grid).items() if k != "bon"}
+    grid["rewards"] = {"gold": grid["rewards"]["gold"]}
+    root = tmp_path_factory.mktemp("seeds")
+    out = {}
+    for name, seeds in (("both", [0, 1]), ("a", [0]), ("b", [1])):
+        out[name] = overopt.run(root / name, {**grid, "seeds": seeds}, workers=1, progress=False)
+    return grid, out
+
+
+def test_folders_of_one_grid_read_together_equal_one_folder_with_every_seed(seed_folders):
+    grid, f = seed_folders
+    both, together = overopt.load(f["both"]), overopt.load_together([f["b"], f["a"]])
+    assert together["grid"] == both["grid"] and together["grid"]["seeds"] == [0, 1]
+    assert set(together["logs"]) == set(both["logs"]) == {"ddpo__gold__seed0", "ddpo__gold__seed1"}
+    assert together["seeds_of"] == {str(f["b"]): [1], str(f["a"]): [0]}
+    key = ["seed", "prompt", "step"]
+    a = together["evaluations"].sort_values(key).reset_index(drop=True)
+    b = both["evaluations"].sort_values(key).reset_index(drop=True)
+    pd.testing.assert_frame_equal(a[sorted(a.columns)], b[sorted(b.columns)])  # runs are deterministic
+    assert together["bon"] is None
+
+
+def test_reading_together_refuses_a_seed_twice_other_settings_and_a_pool(seed_folders, logs, tmp_path):
+    grid, f = seed_folders
+    with pytest.raises(ValueError, match="seed 0 is in both"):
+        overopt.load_together([f["both"], f["a"]])
+    other = {**grid, "seeds": [2], "methods": {"ddpo": {**grid["methods"]["ddpo"], "lr": 2e-3}}}
+    with pytest.raises(ValueError, match=r"another grid .*\['methods'\]"):
+        overopt.load_together([f["a"], overopt.run(tmp_path / "lr", other, workers=1, progress=False)])
+    with pytest.raises(ValueError, match="best-of-n pool"):
+        overopt.load_together([logs])
+    with pytest.raises(ValueError, match="at least one"):
+        overopt.load_together([])

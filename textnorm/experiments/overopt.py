@@ -716,6 +716,52 @@ def load(folder: str | Path) -> dict[str, Any]:
     }
 
 
+def load_together(folders: Sequence[str | Path]) -> dict[str, Any]:
+    """Folders of one grid, each holding other seeds, read as one grid: :func:`load` on each, then the runs
+    side by side (e.g. a pilot's seeds and the seeds a registration added with the same settings).
+
+    The grids must be equal in everything but ``seeds`` (model, rewards, methods, every setting), and no
+    seed may be in two folders: runs with other settings never mix and no run counts twice. Grids with a
+    best-of-n pool are refused (a pool belongs to one grid, not to its seeds). The result has
+    :func:`load`'s keys, ``grid`` with the seeds of all folders (sorted), ``bon`` None, and ``seeds_of``
+    (each folder, as given, -> its seeds)."""
+    folders = [Path(f) for f in folders]
+    if not folders:
+        raise ValueError("load_together needs at least one folder")
+    parts = [load(f) for f in folders]
+
+    def rest(grid: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in grid.items() if k != "seeds"}
+
+    base = rest(parts[0]["grid"])
+    if "bon" in base:
+        raise ValueError(f"{folders[0]} holds a grid with a best-of-n pool: read it with load(), not load_together()")
+    for folder, part in zip(folders[1:], parts[1:]):
+        other = rest(part["grid"])
+        if other != base:
+            keys = sorted(k for k in set(base) | set(other) if base.get(k) != other.get(k))
+            raise ValueError(
+                f"{folder} holds another grid than {folders[0]} (they differ in {keys}), not only other seeds"
+            )
+    where: dict[int, Path] = {}
+    for folder, part in zip(folders, parts):
+        for seed in part["grid"]["seeds"]:
+            if seed in where:
+                raise ValueError(f"seed {seed} is in both {where[seed]} and {folder}: its runs would count twice")
+            where[seed] = folder
+    missing = [p["evaluations_missing"] for p in parts if p["evaluations"] is None]
+    return {
+        "grid": {**parts[0]["grid"], "seeds": sorted(where)},
+        "steps": pd.concat([p["steps"] for p in parts], ignore_index=True),
+        "evals": pd.concat([p["evals"] for p in parts], ignore_index=True),
+        "evaluations": None if missing else pd.concat([p["evaluations"] for p in parts], ignore_index=True),
+        "evaluations_missing": missing[0] if missing else None,
+        "logs": {name: log for p in parts for name, log in p["logs"].items()},
+        "bon": None,
+        "seeds_of": {str(f): list(p["grid"]["seeds"]) for f, p in zip(folders, parts)},
+    }
+
+
 def row_differences(old_rows: Sequence[Mapping[str, Any]], new_rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     """Per logged column (wall time aside), the largest absolute difference between logged rows and
     rows trained again, row by row (0.0: bit for bit; NaN in both counts as equal, in one as inf).

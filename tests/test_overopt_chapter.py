@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 
 import papermill
+import pytest
 import yaml
 
 from textnorm import testing
+from textnorm.experiments import overopt
 from textnorm.paths import repo_root
 
 CHAPTER = repo_root() / "notebooks" / "03_overoptimization.ipynb"
@@ -54,7 +56,7 @@ def _methods(prompts, **extra):
     return {"ddpo": ddpo, "rwsft": rwsft}
 
 
-def _run(grid, tmp_path) -> str:
+def _run(grid, tmp_path, **extra) -> str:
     out = tmp_path / "03.ipynb"
     papermill.execute_notebook(
         str(CHAPTER),
@@ -69,6 +71,8 @@ def _run(grid, tmp_path) -> str:
             "n_boot": 50,
             "sweep": "",
             "sweep_after": "",
+            "longer_gold": {},
+            **extra,
         },
         progress_bar=False,
     )
@@ -130,3 +134,41 @@ def test_the_chapter_runs_on_stable_diffusion_with_a_reward_model_as_gold(tmp_pa
     text = _run(grid, tmp_path)
     assert f"the judge's mean score (raw:{judge})" in text
     assert "Spearman" in text  # a judge with continuous scores: agreement as a rank correlation
+
+
+def test_the_chapter_reads_a_longer_gold_control_and_refuses_one_of_other_settings(tmp_path):
+    prompts = ["four green circles", "three green circles"]
+    ddpo = _methods(prompts)["ddpo"]
+    grid = {
+        "model": "data/synth/generator",
+        "rewards": {
+            "gold": {"spec": "gold"},
+            "random": {"spec": "random"},
+            "preference": {"spec": f"raw:{_P}"},
+            "TextNorm(preference)": {"spec": f"textnorm:{_P}", "temperature": 3.0},
+        },
+        "methods": {"ddpo": ddpo},
+        "pairs": [["preference", "TextNorm(preference)"]],
+        "seeds": [0, 1],
+    }
+    longer = {"model": grid["model"], "rewards": {"gold": {"spec": "gold"}}, "methods": {"ddpo": {**ddpo, "steps": 5}}}
+    folders = {}
+    for seed, label in ((0, "the first part"), (1, "the second part")):
+        out = overopt.run(tmp_path / f"long{seed}", {**longer, "seeds": [seed]}, workers=1, progress=False)
+        folders[str(out)] = label
+    text = _run(grid, tmp_path, longer_gold=folders)
+    assert "DDPO on the gold judge for 5 rounds (this grid: 3), 2 training prompts:" in text
+    assert (
+        "the longer runs are the grid's runs of their seeds, continued" in text
+        or "not the grid's runs continued" in text
+    )
+    assert (
+        "Trained for 5 rounds instead of 3 (2 seeds x 2 prompts), DDPO on the gold judge, by the endpoint's test"
+        in text
+    )
+    assert "The endpoint (all 2 seeds): " in text
+    assert "seeds 0 (the first part) alone:" in text and "seeds 1 (the second part) alone:" in text
+    other = {**longer, "methods": {"ddpo": {**ddpo, "steps": 5, "lr": 1e-3}}, "seeds": [2]}
+    bad = {str(overopt.run(tmp_path / "other", other, workers=1, progress=False)): "other settings"}
+    with pytest.raises(papermill.PapermillExecutionError, match="not only in rounds"):
+        _run(grid, tmp_path, longer_gold=bad)

@@ -335,6 +335,10 @@ def test_reading_together_refuses_a_seed_twice_other_settings_and_a_pool(seed_fo
     grid, f = seed_folders
     with pytest.raises(ValueError, match="seed 0 is in both"):
         overopt.load_together([f["both"], f["a"]])
+    with pytest.raises(ValueError, match="given twice"):
+        overopt.load_together([f["a"], f["a"].parent / "." / f["a"].name])
+    with pytest.raises(ValueError, match="best-of-n pool"):
+        overopt.load_together([f["a"], logs])
     other = {**grid, "seeds": [2], "methods": {"ddpo": {**grid["methods"]["ddpo"], "lr": 2e-3}}}
     with pytest.raises(ValueError, match=r"another grid .*\['methods'\]"):
         overopt.load_together([f["a"], overopt.run(tmp_path / "lr", other, workers=1, progress=False)])

@@ -137,3 +137,9 @@ def test_missing_logs_folder_is_an_error_not_an_hour_of_training(tmp_path):
 def test_run_grid_must_be_a_boolean(tmp_path):
     err = _refused(OVEROPT_CHAPTER, tmp_path, run_grid="yes")
     assert "run_grid = 'yes': expected True or False" in str(err) and err.exec_count == 3
+
+
+def test_longer_gold_must_map_folders_to_what_their_runs_are(tmp_path):
+    err = _refused(OVEROPT_CHAPTER, tmp_path, longer_gold=["data/overopt_gold_48"])
+    assert "longer_gold = ['data/overopt_gold_48']: expected a dict of folder paths to what their runs are" in str(err)
+    assert err.exec_count == 3

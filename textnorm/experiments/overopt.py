@@ -728,14 +728,18 @@ def load_together(folders: Sequence[str | Path]) -> dict[str, Any]:
     folders = [Path(f) for f in folders]
     if not folders:
         raise ValueError("load_together needs at least one folder")
+    same = [f for k, f in enumerate(folders) if f.resolve() in {g.resolve() for g in folders[:k]}]
+    if same:
+        raise ValueError(f"{same[0]} is given twice (as a path or another path to it): its runs would count twice")
     parts = [load(f) for f in folders]
 
     def rest(grid: Mapping[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in grid.items() if k != "seeds"}
 
+    for folder, part in zip(folders, parts):
+        if "bon" in part["grid"]:
+            raise ValueError(f"{folder} holds a grid with a best-of-n pool: read it with load(), not load_together()")
     base = rest(parts[0]["grid"])
-    if "bon" in base:
-        raise ValueError(f"{folders[0]} holds a grid with a best-of-n pool: read it with load(), not load_together()")
     for folder, part in zip(folders[1:], parts[1:]):
         other = rest(part["grid"])
         if other != base:
@@ -749,7 +753,7 @@ def load_together(folders: Sequence[str | Path]) -> dict[str, Any]:
             if seed in where:
                 raise ValueError(f"seed {seed} is in both {where[seed]} and {folder}: its runs would count twice")
             where[seed] = folder
-    missing = [p["evaluations_missing"] for p in parts if p["evaluations"] is None]
+    missing = [f"{f}: {p['evaluations_missing']}" for f, p in zip(folders, parts) if p["evaluations"] is None]
     return {
         "grid": {**parts[0]["grid"], "seeds": sorted(where)},
         "steps": pd.concat([p["steps"] for p in parts], ignore_index=True),

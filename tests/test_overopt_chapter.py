@@ -156,7 +156,10 @@ def test_the_chapter_reads_a_longer_gold_control_and_refuses_one_of_other_settin
     for seed, label in ((0, "the first part"), (1, "the second part")):
         out = overopt.run(tmp_path / f"long{seed}", {**longer, "seeds": [seed]}, workers=1, progress=False)
         folders[str(out)] = label
-    text = _run(grid, tmp_path, longer_gold=folders)
+    fresh = {str(overopt.run(tmp_path / "fresh", {**longer, "seeds": [3]}, workers=1, progress=False)): "fresh"}
+    text = _run(grid, tmp_path, longer_gold=folders, confirm_gold=fresh)
+    assert "Confirmatory runs on fresh seeds 3 (fresh), 5 rounds, registered with their own endpoint" in text
+    assert "On fresh seeds 3, with the endpoint registered for them (the change after the last round):" in text
     assert "DDPO on the gold judge for 5 rounds (this grid: 3), 2 training prompts:" in text
     assert (
         "the longer runs are the grid's runs of their seeds, continued" in text

@@ -143,3 +143,9 @@ def test_longer_gold_must_map_folders_to_what_their_runs_are(tmp_path):
     err = _refused(OVEROPT_CHAPTER, tmp_path, longer_gold=["data/overopt_gold_48"])
     assert "longer_gold = ['data/overopt_gold_48']: expected a dict of folder paths to what their runs are" in str(err)
     assert err.exec_count == 3
+
+
+def test_confirm_gold_must_map_folders_to_what_their_runs_are(tmp_path):
+    err = _refused(OVEROPT_CHAPTER, tmp_path, confirm_gold="data/overopt_gold_48_confirm")
+    assert "confirm_gold = 'data/overopt_gold_48_confirm': expected a dict of folder paths" in str(err)
+    assert err.exec_count == 3

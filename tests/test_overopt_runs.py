@@ -346,3 +346,12 @@ def test_reading_together_refuses_a_seed_twice_other_settings_and_a_pool(seed_fo
         overopt.load_together([logs])
     with pytest.raises(ValueError, match="at least one"):
         overopt.load_together([])
+
+
+def test_grids_compared_but_for_their_seeds():
+    a = {"model": "m", "seeds": [0], "methods": {"ddpo": {"lr": 1e-3}}, "judge": None}
+    assert overopt.differ_but_seeds(a, {**a, "seeds": [5, 6]}) == []
+    assert overopt.differ_but_seeds(a, {**a, "methods": {"ddpo": {"lr": 2e-3}}, "model": "n"}) == ["methods", "model"]
+    # a key one grid lacks differs even from None, and from either side
+    no_judge = {k: v for k, v in a.items() if k != "judge"}
+    assert overopt.differ_but_seeds(a, no_judge) == overopt.differ_but_seeds(no_judge, a) == ["judge"]

@@ -716,6 +716,15 @@ def load(folder: str | Path) -> dict[str, Any]:
     }
 
 
+def differ_but_seeds(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """The top-level keys in which two grids differ, ``seeds`` aside (sorted; empty: the same runs' settings, so
+    their folders may be read together as one grid with more seeds)."""
+    return sorted(k for k in (set(a) | set(b)) - {"seeds"} if a.get(k, _ABSENT) != b.get(k, _ABSENT))
+
+
+_ABSENT = object()  # a key one grid lacks differs from any value, None included
+
+
 def load_together(folders: Sequence[str | Path]) -> dict[str, Any]:
     """Folders of one grid, each holding other seeds, read as one grid: :func:`load` on each, then the runs
     side by side (e.g. a pilot's seeds and the seeds a registration added with the same settings).
@@ -732,18 +741,12 @@ def load_together(folders: Sequence[str | Path]) -> dict[str, Any]:
     if same:
         raise ValueError(f"{same[0]} is given twice (as a path or another path to it): its runs would count twice")
     parts = [load(f) for f in folders]
-
-    def rest(grid: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in grid.items() if k != "seeds"}
-
     for folder, part in zip(folders, parts):
         if "bon" in part["grid"]:
             raise ValueError(f"{folder} holds a grid with a best-of-n pool: read it with load(), not load_together()")
-    base = rest(parts[0]["grid"])
     for folder, part in zip(folders[1:], parts[1:]):
-        other = rest(part["grid"])
-        if other != base:
-            keys = sorted(k for k in set(base) | set(other) if base.get(k) != other.get(k))
+        keys = differ_but_seeds(parts[0]["grid"], part["grid"])
+        if keys:
             raise ValueError(
                 f"{folder} holds another grid than {folders[0]} (they differ in {keys}), not only other seeds"
             )

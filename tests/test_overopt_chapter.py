@@ -72,6 +72,7 @@ def _run(grid, tmp_path, **extra) -> str:
             "sweep": "",
             "sweep_after": "",
             "longer_gold": {},
+            "confirm_gold": {},
             **extra,
         },
         progress_bar=False,

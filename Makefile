@@ -116,7 +116,7 @@ overopt-longer: install
 	$(BIN)/textnorm overopt --grid params/overopt_gold_48.yaml --out data/overopt_gold_48 --overwrite --workers 3
 
 # Re-run its confirmatory run on fresh seeds, params/overopt_gold_48_confirm.yaml: the same runs on seeds 5 to 9
-# (about 85 minutes on 2 cores); chapter 03 reads it through confirm_gold
+# (about 90 minutes on 2 cores); chapter 03 reads it through confirm_gold
 overopt-confirm: install
 	$(BIN)/textnorm overopt --grid params/overopt_gold_48_confirm.yaml --out data/overopt_gold_48_confirm --overwrite --workers 2
 

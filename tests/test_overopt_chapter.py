@@ -5,6 +5,7 @@ the judge (tiny random models), every size shrunk (smoke runs: numbers too small
 from __future__ import annotations
 
 import json
+import re
 
 import papermill
 import pytest
@@ -159,8 +160,17 @@ def test_the_chapter_reads_a_longer_gold_control_and_refuses_one_of_other_settin
         folders[str(out)] = label
     fresh = {str(overopt.run(tmp_path / "fresh", {**longer, "seeds": [3]}, workers=1, progress=False)): "fresh"}
     text = _run(grid, tmp_path, longer_gold=folders, confirm_gold=fresh)
-    assert "Confirmatory runs on fresh seeds 3 (fresh), 5 rounds, registered with their own endpoint" in text
-    assert "On fresh seeds 3, with the endpoint registered for them (the change after the last round):" in text
+    assert "Confirmatory runs on fresh seeds 3 (fresh), 5 rounds, 2 training prompts, registered with their own" in text
+    # the verdict follows the interval: only an interval above 0 is a rise
+    conf = re.search(
+        r"Registered confirmatory test on fresh seeds 3 \(the change after 5 rounds, seeds and prompts "
+        r"random\): [+-]?\d\.\d{3} \[([+-]?\d\.\d{3}), [+-]?\d\.\d{3}\] \(mean sqrt KL \d+\.\d\d\), (.*?); that test finds",
+        text,
+    )
+    assert conf, "the confirmatory sentence is missing from What was found"
+    rises = float(conf.group(1)) > 0
+    assert conf.group(2).endswith("criterion for a rise is met" if rises else "criterion for a rise is not met")
+    assert "that test finds a change of at least" in text
     assert "DDPO on the gold judge for 5 rounds (this grid: 3), 2 training prompts:" in text
     assert (
         "the longer runs are the grid's runs of their seeds, continued" in text
@@ -172,6 +182,9 @@ def test_the_chapter_reads_a_longer_gold_control_and_refuses_one_of_other_settin
     )
     assert "The endpoint (all 2 seeds): " in text
     assert "seeds 0 (the first part) alone:" in text and "seeds 1 (the second part) alone:" in text
+    seen = {next(iter(folders)): "seen before"}  # seed 0, already among longer_gold's runs
+    with pytest.raises(papermill.PapermillExecutionError, match=r"seeds \[0\] were run before"):
+        _run(grid, tmp_path, longer_gold={k: v for k, v in folders.items() if k not in seen}, confirm_gold=seen)
     other = {**longer, "methods": {"ddpo": {**ddpo, "steps": 5, "lr": 1e-3}}, "seeds": [2]}
     bad = {str(overopt.run(tmp_path / "other", other, workers=1, progress=False)): "other settings"}
     with pytest.raises(papermill.PapermillExecutionError, match="not only in rounds"):

@@ -153,5 +153,6 @@ def test_confirm_gold_must_map_folders_to_what_their_runs_are(tmp_path):
 
 def test_confirm_gold_needs_the_longer_runs_it_confirms(tmp_path):
     # confirm_gold is checked against longer_gold's settings: without them it would be read against nothing
-    err = _refused(OVEROPT_CHAPTER, tmp_path, longer_gold={})
+    err = _refused(OVEROPT_CHAPTER, tmp_path, longer_gold={}, confirm_gold={"data/overopt_gold_48_confirm": "fresh"})
     assert "confirm_gold is read beside longer_gold" in str(err) and "set confirm_gold = {} too" in str(err)
+    assert err.exec_count == 3  # refused in the parameters' check, before any heavy work

@@ -189,3 +189,7 @@ def test_the_chapter_reads_a_longer_gold_control_and_refuses_one_of_other_settin
     bad = {str(overopt.run(tmp_path / "other", other, workers=1, progress=False)): "other settings"}
     with pytest.raises(papermill.PapermillExecutionError, match="not only in rounds"):
         _run(grid, tmp_path, longer_gold=bad)
+    with pytest.raises(
+        papermill.PapermillExecutionError, match=r"another grid than longer_gold's \(they differ in \['methods'\]"
+    ):
+        _run(grid, tmp_path, longer_gold=folders, confirm_gold=bad)

@@ -182,6 +182,12 @@ def test_the_chapter_reads_a_longer_gold_control_and_refuses_one_of_other_settin
     )
     assert "The endpoint (all 2 seeds): " in text
     assert "seeds 0 (the first part) alone:" in text and "seeds 1 (the second part) alone:" in text
+    one = dict([list(folders.items())[1]])  # one folder holding one of the grid's two seeds
+    text = _run(grid, tmp_path, longer_gold=one)
+    assert (
+        "Trained for 5 rounds instead of 3 (1 seed x 2 prompts, not all of this grid's seeds; the second part)" in text
+    )
+    assert "These folders hold 1 of this grid's 2 seeds: not the registered endpoint" in text
     seen = {next(iter(folders)): "seen before"}  # seed 0, already among longer_gold's runs
     with pytest.raises(papermill.PapermillExecutionError, match=r"seeds \[0\] were run before"):
         _run(grid, tmp_path, longer_gold={k: v for k, v in folders.items() if k not in seen}, confirm_gold=seen)

@@ -56,7 +56,7 @@ import shutil
 import time
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -716,13 +716,19 @@ def load(folder: str | Path) -> dict[str, Any]:
     }
 
 
+def differing_keys(a: Mapping[str, Any], b: Mapping[str, Any], ignore: Collection[str] = ()) -> list[str]:
+    """The top-level keys in which two mappings (grids, run configs) differ, those in ``ignore`` aside, sorted; a
+    key one of them lacks differs from any value, None included."""
+    return sorted(k for k in (set(a) | set(b)) - set(ignore) if a.get(k, _ABSENT) != b.get(k, _ABSENT))
+
+
 def differ_but_seeds(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
-    """The top-level keys in which two grids differ, ``seeds`` aside (sorted; empty: the same runs' settings, so
-    their folders may be read together as one grid with more seeds)."""
-    return sorted(k for k in (set(a) | set(b)) - {"seeds"} if a.get(k, _ABSENT) != b.get(k, _ABSENT))
+    """The keys in which two grids differ, ``seeds`` aside (empty: the same runs' settings, so their folders may
+    be read together as one grid with more seeds)."""
+    return differing_keys(a, b, ignore=("seeds",))
 
 
-_ABSENT = object()  # a key one grid lacks differs from any value, None included
+_ABSENT = object()
 
 
 def load_together(folders: Sequence[str | Path]) -> dict[str, Any]:

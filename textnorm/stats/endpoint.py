@@ -231,12 +231,21 @@ def ends(table: pd.DataFrame, reward: str, method: str = "ddpo") -> pd.DataFrame
 
 def end_change(table: pd.DataFrame, reward: str, method: str = "ddpo", level: float = 0.95) -> dict[str, float]:
     """One reward's gold change at the end of training (each run's last evaluation): the mean over
-    seeds and prompts, its t interval with seeds and prompts random (as :func:`primary_endpoint`), and
-    the sqrt KL at the last evaluation (mean over runs)."""
+    seeds and prompts, its t interval with seeds and prompts random (as :func:`primary_endpoint`; ``se`` and
+    ``df`` as :func:`mean_se` gives them, e.g. for :func:`mde`), and the sqrt KL at the last evaluation (mean
+    over runs)."""
     m, se, df = mean_se(ends(table, reward, method).to_numpy())
     low, high, p = _t_test(m, se, df, level)
     g = table[(table.method == method) & (table.reward_name == reward)]
-    return {"change": m, "low": low, "high": high, "p": p, "sqrt_kl": float(_last(g).sqrt_kl.mean())}
+    return {
+        "change": m,
+        "low": low,
+        "high": high,
+        "p": p,
+        "se": se,
+        "df": df,
+        "sqrt_kl": float(_last(g).sqrt_kl.mean()),
+    }
 
 
 def _last(g: pd.DataFrame) -> pd.DataFrame:

@@ -14,7 +14,7 @@ endif
 export OMP_NUM_THREADS ?= 1
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: all install lock data notebooks nb nb-usage book book-only browser test unit nbval clean synth overopt overopt-longer overopt-confirm study
+.PHONY: all install lock data notebooks nb nb-usage book book-only browser test unit nbval clean synth overopt overopt-longer overopt-confirm overopt-confirm16 overopt16 study
 
 all: book  ## set up, fetch TIA2, execute the notebooks, build the HTML book
 
@@ -119,6 +119,16 @@ overopt-longer: install
 # (about 90 minutes on 2 cores); chapter 03 reads it through confirm_gold
 overopt-confirm: install
 	$(BIN)/textnorm overopt --grid params/overopt_gold_48_confirm.yaml --out data/overopt_gold_48_confirm --overwrite --workers 2
+
+# The third registration (2026-12-07), committed before its runs: the gold control's confirmatory run on 16
+# training prompts, params/overopt_gold_48_16prompts_confirm.yaml (48 rounds, seeds 5 to 10, about 105 minutes on
+# 2 cores), and the 16-prompt grid, params/overopt_cpu_16prompts.yaml (about 6-7 hours on 2 cores, over several
+# sessions: a kill goes on from the checkpoints), which replaces the grid above once every run has finished
+overopt-confirm16: install
+	$(BIN)/textnorm overopt --grid params/overopt_gold_48_16prompts_confirm.yaml --out data/overopt_gold_48_16prompts_confirm --overwrite --workers 2
+
+overopt16: install
+	$(BIN)/textnorm overopt --grid params/overopt_cpu_16prompts.yaml --out data/overopt_16prompts --overwrite --workers 2
 
 # Re-make the human-evaluation study's images from the over-optimisation logs (15 minutes on 2 cores for the
 # first grid's logs; the second grid's runs take 4x the samples a round). Chapter 04 refuses a study of other logs

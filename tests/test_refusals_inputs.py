@@ -56,6 +56,28 @@ def test_compare_by_prompt_names_the_thin_pair_among_several():
         he.compare_by_prompt(df, [("a", "b"), ("a", "c")], n_boot=50)
 
 
+def test_untestable_by_prompt_names_exactly_the_pairs_compare_by_prompt_refuses():
+    df = _judgments(
+        [
+            ("r0", "p1", "a", "b", "left"),
+            ("r0", "p2", "a", "b", "right"),
+            ("r0", "p1", "a", "c", "left"),
+            ("r0", "p2", "c", "a", "tie"),
+        ]
+    )
+    pairs = [("a", "b"), ("a", "c"), ("b", "c")]
+    out = he.untestable_by_prompt(df, pairs)
+    assert sorted(out) == [("a", "c"), ("b", "c")]
+    assert "it has 1" in out[("a", "c")] and "no judgment compares 'b' with 'c'" in out[("b", "c")]
+    for pair in pairs:  # the same verdict as the call it stands for
+        try:
+            he.compare_by_prompt(df, [pair], n_boot=1)
+        except ValueError as exc:
+            assert out[pair] == str(exc)
+        else:
+            assert pair not in out
+
+
 # ---------------------------------------------------------------- case 2: malformed judgments files
 def test_repeated_column_name_is_named(tmp_path: Path):
     # before: pandas renamed the copy to 'left.1' and the error blamed a missing 'right'

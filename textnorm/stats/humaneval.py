@@ -307,6 +307,21 @@ def compare_by_prompt(
     return out
 
 
+def untestable_by_prompt(df: pd.DataFrame, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The pairs :func:`compare_by_prompt` would refuse, each with its reason: no judgment compares the two
+    systems, or their decided judgments come from fewer than two prompts. The others can be passed to it."""
+    df = validate(df)
+    out = {}
+    for pair in pairs:
+        try:
+            (a, b) = _pairs(df, [pair])[0]
+            per = _prompt_counts(df, a, b)
+            _check_bootstrap_prompts(a, b, int(((per.w + per.l) > 0).sum()))
+        except ValueError as exc:
+            out[tuple(pair)] = str(exc)
+    return out
+
+
 def _prompt_counts(df: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
     """Per prompt (sorted), the judgments of a against b (either side) a won (``w``) and lost (``l``)."""
     sub = df[((df.left == a) & (df.right == b)) | ((df.left == b) & (df.right == a))]

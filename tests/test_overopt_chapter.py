@@ -191,6 +191,17 @@ def test_the_chapter_reads_a_longer_gold_control_and_refuses_one_of_other_settin
     seen = {next(iter(folders)): "seen before"}  # seed 0, already among longer_gold's runs
     with pytest.raises(papermill.PapermillExecutionError, match=r"seeds \[0\] were run before"):
         _run(grid, tmp_path, longer_gold={k: v for k, v in folders.items() if k not in seen}, confirm_gold=seen)
+    # the same grid as an earlier registration, with its longer and confirmatory runs, beside a grid of another lr
+    later = {**grid, "methods": {"ddpo": {**ddpo, "lr": 1e-3}}}
+    earlier = {str(tmp_path / "logs"): {"name": "the tiny registration", "longer_gold": folders, "confirm_gold": fresh}}
+    text = _run(later, tmp_path, logs=str(tmp_path / "later"), earlier_grids=earlier)
+    assert "In the tiny registration (2 seeds): DDPO on the gold judge changed gold by" in text
+    assert (
+        "Its gold control trained for 5 rounds instead of 3 (2 seeds x 2 prompts): by the registered test, the shape"
+        in text
+    )
+    assert text.count("Registered confirmatory test on fresh seeds 3 (the change after 5 rounds") == 1
+    assert "What changed from the tiny registration's grid to this chapter's:" in text and "ddpo: lr" in text
     other = {**longer, "methods": {"ddpo": {**ddpo, "steps": 5, "lr": 1e-3}}, "seeds": [2]}
     bad = {str(overopt.run(tmp_path / "other", other, workers=1, progress=False)): "other settings"}
     with pytest.raises(papermill.PapermillExecutionError, match="not only in rounds"):

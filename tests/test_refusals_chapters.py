@@ -151,6 +151,25 @@ def test_confirm_gold_must_map_folders_to_what_their_runs_are(tmp_path):
     assert err.exec_count == 3
 
 
+def test_earlier_grids_must_name_existing_grids_with_a_name(tmp_path):
+    err = _refused(OVEROPT_CHAPTER, tmp_path, earlier_grids={"data/overopt_first": "the first"})
+    assert "earlier_grids = {'data/overopt_first': 'the first'}: expected a dict of folder paths to {\"name\"" in str(
+        err
+    )
+    assert err.exec_count == 3
+    err = _refused(OVEROPT_CHAPTER, tmp_path, earlier_grids={"data/no_such_grid": {"name": "a typo"}})
+    assert "earlier_grids: no run logs (grid.json) in ['data/no_such_grid']" in str(err) and err.exec_count == 3
+    err = _refused(
+        OVEROPT_CHAPTER,
+        tmp_path,
+        earlier_grids={
+            "data/overopt_first": {"name": "the first", "confirm_gold": {"data/overopt_gold_48_confirm": "x"}}
+        },
+    )
+    assert "confirm_gold (earlier_grids['data/overopt_first']) is read beside longer_gold" in str(err)
+    assert err.exec_count == 3
+
+
 def test_confirm_gold_needs_the_longer_runs_it_confirms(tmp_path):
     # confirm_gold is checked against longer_gold's settings: without them it would be read against nothing
     err = _refused(OVEROPT_CHAPTER, tmp_path, longer_gold={}, confirm_gold={"data/overopt_gold_48_confirm": "fresh"})

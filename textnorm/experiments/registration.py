@@ -14,6 +14,10 @@ A row is ``{"setting", "first", "this grid"}`` with text values:
 - seeds, the best-of-n pool, the model and the gold judge: the two values.
 
 Lists and dicts are written as JSON, other values as they print.
+
+:func:`summary` gives an earlier grid's results in brief, from its logs (:mod:`textnorm.stats.endpoint`):
+its controls' gold change at the end of DDPO (pointwise t intervals, seeds and prompts random), every
+reward's shape under DDPO (simultaneous bands) and its primary endpoint (Holm over its pairs).
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+
+from textnorm.stats import endpoint
 
 COLUMNS = ("setting", "first", "this grid")
 
@@ -72,3 +78,22 @@ def grid_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[dict[st
         if old.get(key) != new.get(key):
             row(label, old.get(key, "(the default)"), new.get(key, "(the default)"))
     return rows
+
+
+def summary(loaded: Mapping[str, Any]) -> dict[str, Any]:
+    """An earlier grid's results in brief, from :func:`textnorm.experiments.overopt.load`'s dict: ``grid``,
+    ``specs`` (reward name -> spec), ``ends`` (``"gold"``/``"random"`` -> :func:`endpoint.end_change` of that
+    control under DDPO, where the grid ran it), ``shapes`` (reward name -> :func:`endpoint.rise_and_fall`
+    under DDPO) and ``primary`` (:func:`endpoint.primary_endpoint` over its pairs, or None without pairs)."""
+    evals, grid = loaded["evaluations"], loaded["grid"]
+    if evals is None:
+        raise ValueError(f"no per-prompt evaluations with a bounding KL: {loaded['evaluations_missing']}")
+    specs = {n: r["spec"] for n, r in grid["rewards"].items()}
+    ran = set(evals[evals.method == "ddpo"].reward_name)
+    ends = {
+        specs[n]: endpoint.end_change(evals, n, "ddpo") for n in specs if specs[n] in ("gold", "random") and n in ran
+    }
+    shapes = {n: endpoint.rise_and_fall(evals, n, "ddpo") for n in specs if n in ran}
+    pairs = [tuple(p) for p in grid.get("pairs", [])]
+    primary = endpoint.primary_endpoint(evals, pairs, "ddpo") if pairs else None
+    return {"grid": grid, "specs": specs, "ends": ends, "shapes": shapes, "primary": primary}

@@ -60,3 +60,16 @@ def test_a_grid_against_itself_has_no_changes_and_every_kind_of_change_is_a_row(
         "model",
         "gold judge",
     }
+
+
+def test_an_earlier_grids_summary_is_the_endpoint_functions_on_its_logs():
+    from textnorm.stats import endpoint
+
+    L = overopt.load(repo_root() / "data" / "overopt_first")
+    got = registration.summary(L)
+    E = L["evaluations"]
+    assert set(got["ends"]) == {"gold", "random"} and got["grid"] == L["grid"]
+    assert got["ends"]["gold"] == endpoint.end_change(E, "gold", "ddpo")
+    assert set(got["shapes"]) == set(L["grid"]["rewards"])  # every reward ran under DDPO
+    pairs = [tuple(p) for p in L["grid"]["pairs"]]
+    assert got["primary"].equals(endpoint.primary_endpoint(E, pairs, "ddpo"))

@@ -52,7 +52,7 @@ def runs(tmp_path_factory):
 def test_the_summary_is_the_endpoint_functions_on_the_runs(runs):
     got = longer.read(runs["grid"], {runs["a"]: "first", runs["b"]: "second"}, {runs["fresh"]: "fresh"})
     assert got["rounds"] == (2, 3) and got["seeds"] == [0, 1] and got["complete"] and got["prompts"] == 3
-    assert [q["label"] for q in got["parts"]] == ["all seeds: the endpoint", "first", "second"]
+    assert [q["label"] for q in got["parts"]] == ["all of the grid's seeds", "first", "second"]
     assert [q["seeds"] for q in got["parts"]] == [[0, 1], [0], [1]]
     E = got["evaluations"]
     assert got["parts"][0]["end"] == endpoint.end_change(E, "gold", "ddpo")
@@ -69,21 +69,40 @@ def test_the_summary_is_the_endpoint_functions_on_the_runs(runs):
     assert (
         not one["complete"]
         and one["confirm"] is None
-        and one["parts"][0]["label"] == "not all of this grid's seeds: second"
+        and one["parts"][0]["label"] == "not all of the grid's seeds: second"
     )
 
 
 def test_inconsistent_folders_are_refused_naming_the_parameter(runs):
     root = runs["root"]
-    with pytest.raises(ValueError, match=r"seeds \[0\] were run before \(in this grid or longer_gold\)"):
+    with pytest.raises(
+        ValueError, match=r"confirm_gold \[.*\]: seeds \[0\] were run before \(in the grid or longer_gold\)"
+    ):
         longer.read(runs["grid"], {runs["b"]: "b"}, {runs["a"]: "seen"})
     short = str(overopt.run(root / "short", _gold_only(2, [4]), workers=1, progress=False))
-    with pytest.raises(ValueError, match="2 rounds, not more than this grid's 2"):
+    with pytest.raises(ValueError, match="longer_gold .*: 2 rounds, not more than the grid's 2"):
         longer.read(runs["grid"], {short: "short"})
     other = str(overopt.run(root / "other", _gold_only(3, [5], lr=1e-3), workers=1, progress=False))
-    with pytest.raises(ValueError, match=r"differs from this grid's gold control in \['lr'\].*longer_gold = \{\}"):
+    with pytest.raises(ValueError, match=r"differs from the grid's gold control in \['lr'\].*longer_gold = \{\}"):
         longer.read(runs["grid"], {other: "other"})
-    with pytest.raises(ValueError, match=r"another grid than longer_gold's \(they differ in \['methods'\]\)"):
+    with pytest.raises(
+        ValueError, match=r"confirm_gold .*another grid than longer_gold's \(they differ in \['methods'\]\)"
+    ):
         longer.read(runs["grid"], {runs["a"]: "a"}, {other: "other"})
-    with pytest.raises(ValueError, match="expected DDPO runs on the gold judge alone"):
+    with pytest.raises(ValueError, match="longer_gold .*expected DDPO runs on the gold judge alone"):
         longer.read(runs["grid"], {str(root / "grid"): "the grid itself"})
+
+
+def test_folders_spelled_with_a_trailing_slash_and_runs_of_other_seeds(runs):
+    got = longer.read(runs["grid"], {runs["a"] + "/": "first", runs["b"]: "second"})
+    assert [(q["label"], q["seeds"]) for q in got["parts"][1:]] == [("first", [0]), ("second", [1])]
+    other = longer.read(runs["grid"], {runs["fresh"]: "a seed the grid did not run"})
+    assert other["grid_match"] is None and other["seeds"] == [3] and not other["complete"]
+
+
+def test_a_grid_without_a_ddpo_gold_control_and_the_parameters_named(runs):
+    no_gold = {**runs["grid"], "evaluations": runs["grid"]["evaluations"].query("reward_name != 'gold'")}
+    with pytest.raises(ValueError, match="^where: the grid has no DDPO gold control"):
+        longer.read(no_gold, {runs["a"]: "a"}, params=("where", "there"))
+    with pytest.raises(ValueError, match=r"^there \[.*\]: seeds \[1\] were run before \(in the grid or where\)"):
+        longer.read(runs["grid"], {runs["a"]: "a"}, {runs["b"]: "b"}, params=("where", "there"))

@@ -177,17 +177,17 @@ def test_the_chapter_reads_a_longer_gold_control_and_refuses_one_of_other_settin
         or "not the grid's runs continued" in text
     )
     assert (
-        "Trained for 5 rounds instead of 3 (2 seeds x 2 prompts), DDPO on the gold judge, by the endpoint's test"
+        "Trained for 5 rounds instead of 3 (2 seeds x 2 prompts), DDPO on the gold judge, by the shape test over all"
         in text
     )
-    assert "The endpoint (all 2 seeds): " in text
+    assert "The shape over all 2 of this grid's seeds: " in text
     assert "seeds 0 (the first part) alone:" in text and "seeds 1 (the second part) alone:" in text
     one = dict([list(folders.items())[1]])  # one folder holding one of the grid's two seeds
     text = _run(grid, tmp_path, longer_gold=one)
     assert (
         "Trained for 5 rounds instead of 3 (1 seed x 2 prompts, not all of this grid's seeds; the second part)" in text
     )
-    assert "These folders hold 1 of this grid's 2 seeds: not the registered endpoint" in text
+    assert "These folders hold 1 of this grid's 2 seeds." in text
     seen = {next(iter(folders)): "seen before"}  # seed 0, already among longer_gold's runs
     with pytest.raises(papermill.PapermillExecutionError, match=r"seeds \[0\] were run before"):
         _run(grid, tmp_path, longer_gold={k: v for k, v in folders.items() if k not in seen}, confirm_gold=seen)
@@ -197,7 +197,7 @@ def test_the_chapter_reads_a_longer_gold_control_and_refuses_one_of_other_settin
     text = _run(later, tmp_path, logs=str(tmp_path / "later"), earlier_grids=earlier)
     assert "In the tiny registration (2 seeds): DDPO on the gold judge changed gold by" in text
     assert (
-        "Its gold control trained for 5 rounds instead of 3 (2 seeds x 2 prompts): by the registered test, the shape"
+        "Its gold control trained for 5 rounds instead of 3 (2 seeds x 2 prompts, all of that grid's seeds): the shape"
         in text
     )
     assert text.count("Registered confirmatory test on fresh seeds 3 (the change after 5 rounds") == 1

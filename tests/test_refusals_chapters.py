@@ -166,8 +166,14 @@ def test_earlier_grids_must_name_existing_grids_with_a_name(tmp_path):
             "data/overopt_first": {"name": "the first", "confirm_gold": {"data/overopt_gold_48_confirm": "x"}}
         },
     )
-    assert "confirm_gold (earlier_grids['data/overopt_first']) is read beside longer_gold" in str(err)
+    assert "earlier_grids['data/overopt_first']: its confirm_gold is read beside its longer_gold" in str(err)
     assert err.exec_count == 3
+    twice = {"data/overopt_first": {"name": "one"}, "data/overopt_first/": {"name": "two"}}
+    err = _refused(OVEROPT_CHAPTER, tmp_path, earlier_grids=twice)
+    assert "earlier_grids names the folder 'data/overopt_first/' twice" in str(err) and err.exec_count == 3
+    alike = {"data/overopt_first": {"name": "one"}, "data/overopt": {"name": "one"}}
+    err = _refused(OVEROPT_CHAPTER, tmp_path, earlier_grids=alike)
+    assert "earlier_grids: two grids share a name (['one', 'one'])" in str(err) and err.exec_count == 3
 
 
 def test_confirm_gold_needs_the_longer_runs_it_confirms(tmp_path):

@@ -16,7 +16,7 @@ def _first_grid() -> dict:
 
 def test_the_two_registrations_differ_in_exactly_the_settings_the_second_changed():
     rows = registration.grid_changes(_first_grid(), overopt.default_grid())
-    by = {r["setting"]: (r["first"], r["this grid"]) for r in rows}
+    by = {r["setting"]: (r["earlier grid"], r["this grid"]) for r in rows}
     # the second registration: 4x the samples per prompt at a higher learning rate, the contrastive pair left out
     assert by["ddpo: samples_per_prompt"] == ("16", "64")
     assert by["ddpo: lr"] == ("0.0003", "0.001")
@@ -40,7 +40,7 @@ def test_a_grid_against_itself_has_no_changes_and_every_kind_of_change_is_a_row(
     other["pairs"] = [*other["pairs"], ["random", "gold"]]
     other["bon"] = {**other["bon"], "pool": 256}
     other["model"], other["judge"] = "another-model", {"kind": "another"}
-    by = {r["setting"]: (r["first"], r["this grid"]) for r in registration.grid_changes(grid, other)}
+    by = {r["setting"]: (r["earlier grid"], r["this grid"]) for r in registration.grid_changes(grid, other)}
     assert by["rwsft: lr"] == (str(grid["methods"]["rwsft"]["lr"]), "(the default)")
     assert by["best"] == ("not run", "run")
     assert by["seeds"] == (json.dumps(grid["seeds"]), "[0, 1]")  # lists as JSON
@@ -73,3 +73,13 @@ def test_an_earlier_grids_summary_is_the_endpoint_functions_on_its_logs():
     assert set(got["shapes"]) == set(L["grid"]["rewards"])  # every reward ran under DDPO
     pairs = [tuple(p) for p in L["grid"]["pairs"]]
     assert got["primary"].equals(endpoint.primary_endpoint(E, pairs, "ddpo"))
+
+
+def test_a_summary_leaves_out_what_ddpo_did_not_run():
+    L = overopt.load(repo_root() / "data" / "overopt_first")
+    raw, cal = L["grid"]["pairs"][0]
+    E = L["evaluations"]
+    partial = {**L, "evaluations": E[~((E.method == "ddpo") & (E.reward_name == cal))]}
+    got = registration.summary(partial)
+    assert cal not in got["shapes"] and raw in got["shapes"] and got["primary"] is None
+    assert registration.summary({**L, "grid": {**L["grid"], "pairs": []}})["primary"] is None

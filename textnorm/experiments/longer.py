@@ -18,8 +18,8 @@ The summaries, all from :mod:`textnorm.stats.endpoint` on the runs' per-prompt e
 - where a longer run has the seed of one of the grid's runs, the largest difference of gold and sqrt KL over
   the evaluations both made (0: the longer run is the grid's run continued).
 
-Every inconsistency (other settings, no more rounds than the grid, a seed run before, runs without per-prompt
-evaluations) is a ValueError that names the folders and the parameter that leaves them out.
+Every inconsistency (a grid without a DDPO gold control, other settings, no more rounds than the grid, a seed run
+before, runs without per-prompt evaluations) is a ValueError that names the parameter and its folders.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def _check_like_grid(
         differ = overopt.differing_keys(mine, theirs, ignore=("seed", "steps"))
         if differ:
             raise ValueError(
-                f"{folders}: seed {s} differs from this grid's gold control in {differ}, not only "
+                f"{param} {folders}: seed {s} differs from the grid's gold control in {differ}, not only "
                 f"in rounds: the folders belong to another grid ({param} = {{}} leaves them out)"
             )
 
@@ -79,31 +79,32 @@ def read(
 
     ``name`` (the longer runs' reward), ``rounds`` (the grid's, the longer runs'), ``evaluations`` (their
     per-prompt evaluations), ``seeds``, ``prompts`` (how many), ``complete`` (the same seeds as the grid),
-    ``parts`` (first all seeds, labelled as the folder when there is one, then one per folder when several:
+    ``parts`` (first all seeds, labelled by whether they are all of the grid's (with what the folder's runs are
+    when there is one folder), then one per folder when several:
     ``label``, ``seeds``, ``rf``, ``end``), ``grid_match`` (None when no seed is the grid's, else ``max_diff``,
     ``step``, ``seeds``, ``prompts``, ``evaluations``) and ``confirm`` (None, or ``seeds``, ``labels``,
     ``prompts``, ``end``, ``rf``, ``mde``)."""
     p_long, p_conf = params
     grid, evals = loaded["grid"], loaded["evaluations"]
     gname = _gold_name(grid)
-    if gname is None or "ddpo" not in grid["methods"]:
-        raise ValueError(f"{p_long}: this grid has no DDPO gold control to compare the longer runs with")
+    if gname is None or evals is None or not ((evals.method == "ddpo") & (evals.reward_name == gname)).any():
+        raise ValueError(f"{p_long}: the grid has no DDPO gold control to compare the longer runs with")
     together = overopt.load_together(list(longer))  # checks each folder; one grid but the seeds; no seed twice
     g_long, e_long = together["grid"], together["evaluations"]
     if e_long is None:
         raise ValueError(
-            f"{list(longer)}: no per-prompt evaluations with a bounding KL: {together['evaluations_missing']}"
+            f"{p_long} {list(longer)}: no per-prompt evaluations with a bounding KL: {together['evaluations_missing']}"
         )
     if list(g_long["methods"]) != ["ddpo"] or [r["spec"] for r in g_long["rewards"].values()] != ["gold"]:
         raise ValueError(
-            f"{list(longer)}: expected DDPO runs on the gold judge alone, not methods "
+            f"{p_long} {list(longer)}: expected DDPO runs on the gold judge alone, not methods "
             f"{list(g_long['methods'])} with rewards {list(g_long['rewards'])}"
         )
     name = next(iter(g_long["rewards"]))
     _check_like_grid(loaded, together, name, list(longer), p_long)
     rounds = (grid["methods"]["ddpo"]["steps"], g_long["methods"]["ddpo"]["steps"])
     if rounds[1] <= rounds[0]:
-        raise ValueError(f"{list(longer)}: {rounds[1]} rounds, not more than this grid's {rounds[0]}")
+        raise ValueError(f"{p_long} {list(longer)}: {rounds[1]} rounds, not more than the grid's {rounds[0]}")
     # a longer run's first rounds against the grid's run of its seed, evaluation for evaluation
     both = e_long.merge(
         evals[(evals.method == "ddpo") & (evals.reward_name == gname)],
@@ -121,10 +122,11 @@ def read(
             "evaluations": int(both.step.nunique()),
         }
     complete_seeds = sorted(g_long["seeds"]) == sorted(grid["seeds"])
-    whole = "all seeds: the endpoint" if complete_seeds else "not all of this grid's seeds"
+    whole = "all of the grid's seeds" if complete_seeds else "not all of the grid's seeds"
     labelled = [(whole if len(longer) > 1 else f"{whole}: {next(iter(longer.values()))}", g_long["seeds"])]
     if len(longer) > 1:
-        labelled += [(longer[folder], seeds) for folder, seeds in together["seeds_of"].items()]
+        # seeds_of's keys are the folders as str(Path(...)) would write them: pair by order, not by name
+        labelled += list(zip(longer.values(), together["seeds_of"].values()))
     out = {
         "name": name,
         "rounds": rounds,
@@ -140,16 +142,18 @@ def read(
         conf = overopt.load_together(list(confirm))
         g_conf, e_conf = conf["grid"], conf["evaluations"]
         if e_conf is None:
-            raise ValueError(f"{list(confirm)}: no per-prompt evaluations: {conf['evaluations_missing']}")
+            raise ValueError(f"{p_conf} {list(confirm)}: no per-prompt evaluations: {conf['evaluations_missing']}")
         differ = overopt.differ_but_seeds(g_conf, g_long)
         if differ:
             raise ValueError(
-                f"{list(confirm)}: another grid than {p_long}'s (they differ in {differ}), not only other seeds"
+                f"{p_conf} {list(confirm)}: another grid than {p_long}'s (they differ in {differ}), not only other seeds"
             )
         _check_like_grid(loaded, conf, name, list(confirm), p_conf)
         seen = sorted(set(g_conf["seeds"]) & (set(g_long["seeds"]) | set(grid["seeds"])))
         if seen:
-            raise ValueError(f"{list(confirm)}: seeds {seen} were run before (in this grid or {p_long}): not fresh")
+            raise ValueError(
+                f"{p_conf} {list(confirm)}: seeds {seen} were run before (in the grid or {p_long}): not fresh"
+            )
         end = endpoint.end_change(e_conf, name, "ddpo")
         out["confirm"] = {
             "seeds": list(g_conf["seeds"]),

@@ -739,7 +739,7 @@ def load_together(folders: Sequence[str | Path]) -> dict[str, Any]:
     seed may be in two folders: runs with other settings never mix and no run counts twice. Grids with a
     best-of-n pool are refused (a pool belongs to one grid, not to its seeds). The result has
     :func:`load`'s keys, ``grid`` with the seeds of all folders (sorted), ``bon`` None, and ``seeds_of``
-    (each folder, as given, -> its seeds)."""
+    (each folder, in the order given, as ``str(Path(folder))`` -> its seeds)."""
     folders = [Path(f) for f in folders]
     if not folders:
         raise ValueError("load_together needs at least one folder")

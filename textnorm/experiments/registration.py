@@ -2,7 +2,7 @@
 setting in which they differ, so that a chapter reporting a re-registration lists every change,
 computed from the two grid files, never typed.
 
-A row is ``{"setting", "first", "this grid"}`` with text values:
+A row is ``{"setting", "earlier grid", "this grid"}`` with text values:
 
 - a method's setting (``"ddpo: lr"``): the two values; a key one grid leaves out reads
   ``"(the default)"``; a method one grid does not run reads ``"run"`` / ``"not run"``;
@@ -28,7 +28,7 @@ from typing import Any
 
 from textnorm.stats import endpoint
 
-COLUMNS = ("setting", "first", "this grid")
+COLUMNS = ("setting", "earlier grid", "this grid")
 
 
 def _text(value: Any) -> str:
@@ -43,13 +43,13 @@ def _names(key: str, value: Any) -> list[str]:
 
 
 def grid_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[dict[str, str]]:
-    """Every setting in which grid ``old`` (the first registration) and ``new`` differ, in the
+    """Every setting in which grid ``old`` (an earlier registration) and ``new`` differ, in the
     order: methods' settings, rewards, pairs, rewards per method, seeds, best-of-n pool, model, gold
     judge (every key of ``overopt.GRID_KEYS``). Empty when the grids agree on all of them."""
     rows: list[dict[str, str]] = []
 
     def row(setting: str, first: Any, this: Any) -> None:
-        rows.append({"setting": setting, "first": _text(first), "this grid": _text(this)})
+        rows.append({"setting": setting, "earlier grid": _text(first), "this grid": _text(this)})
 
     old_m, new_m = old.get("methods", {}), new.get("methods", {})
     for m in dict.fromkeys([*old_m, *new_m]):
@@ -84,7 +84,8 @@ def summary(loaded: Mapping[str, Any]) -> dict[str, Any]:
     """An earlier grid's results in brief, from :func:`textnorm.experiments.overopt.load`'s dict: ``grid``,
     ``specs`` (reward name -> spec), ``ends`` (``"gold"``/``"random"`` -> :func:`endpoint.end_change` of that
     control under DDPO, where the grid ran it), ``shapes`` (reward name -> :func:`endpoint.rise_and_fall`
-    under DDPO) and ``primary`` (:func:`endpoint.primary_endpoint` over its pairs, or None without pairs)."""
+    under DDPO) and ``primary`` (:func:`endpoint.primary_endpoint` over its pairs, or None unless DDPO ran every
+    reward of its pairs)."""
     evals, grid = loaded["evaluations"], loaded["grid"]
     if evals is None:
         raise ValueError(f"no per-prompt evaluations with a bounding KL: {loaded['evaluations_missing']}")
@@ -95,5 +96,6 @@ def summary(loaded: Mapping[str, Any]) -> dict[str, Any]:
     }
     shapes = {n: endpoint.rise_and_fall(evals, n, "ddpo") for n in specs if n in ran}
     pairs = [tuple(p) for p in grid.get("pairs", [])]
-    primary = endpoint.primary_endpoint(evals, pairs, "ddpo") if pairs else None
+    ran_pairs = bool(pairs) and all(a in ran and b in ran for a, b in pairs)
+    primary = endpoint.primary_endpoint(evals, pairs, "ddpo") if ran_pairs else None
     return {"grid": grid, "specs": specs, "ends": ends, "shapes": shapes, "primary": primary}

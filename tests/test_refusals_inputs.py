@@ -34,6 +34,18 @@ def _write(tmp_path: Path, name: str, text: str) -> Path:
 
 
 # ---------------------------------------------------------------- case 1: a bootstrap over one prompt
+def _thin_pair() -> pd.DataFrame:
+    """a-b judged on two prompts; a-c on two prompts, one of them all ties: one decided prompt; b-c not judged."""
+    return _judgments(
+        [
+            ("r0", "p1", "a", "b", "left"),
+            ("r0", "p2", "a", "b", "right"),
+            ("r0", "p1", "a", "c", "left"),
+            ("r0", "p2", "c", "a", "tie"),
+        ]
+    )
+
+
 def test_compare_by_prompt_refuses_one_prompt():
     # before: a zero-width "interval" [0.667, 0.667], as if the win rate were known exactly
     one = _judgments([("r0", "p1", "a", "b", "left"), ("r1", "p1", "a", "b", "left"), ("r2", "p1", "b", "a", "left")])
@@ -42,29 +54,14 @@ def test_compare_by_prompt_refuses_one_prompt():
 
 
 def test_compare_by_prompt_names_the_thin_pair_among_several():
-    # a-b is judged on two prompts; a-c on two prompts, but one of them is all ties: one decided prompt
-    df = _judgments(
-        [
-            ("r0", "p1", "a", "b", "left"),
-            ("r0", "p2", "a", "b", "right"),
-            ("r0", "p1", "a", "c", "left"),
-            ("r0", "p2", "c", "a", "tie"),
-        ]
-    )
+    df = _thin_pair()
     assert he.compare_by_prompt(df, [("a", "b")], n_boot=50).prompts.iloc[0] == 2
     with pytest.raises(ValueError, match="'a' vs 'c' needs decided judgments on at least two prompts, it has 1"):
         he.compare_by_prompt(df, [("a", "b"), ("a", "c")], n_boot=50)
 
 
 def test_untestable_by_prompt_names_exactly_the_pairs_compare_by_prompt_refuses():
-    df = _judgments(
-        [
-            ("r0", "p1", "a", "b", "left"),
-            ("r0", "p2", "a", "b", "right"),
-            ("r0", "p1", "a", "c", "left"),
-            ("r0", "p2", "c", "a", "tie"),
-        ]
-    )
+    df = _thin_pair()
     pairs = [("a", "b"), ("a", "c"), ("b", "c")]
     out = he.untestable_by_prompt(df, pairs)
     assert sorted(out) == [("a", "c"), ("b", "c")]

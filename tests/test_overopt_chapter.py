@@ -191,17 +191,27 @@ def test_the_chapter_reads_a_longer_gold_control_and_refuses_one_of_other_settin
     seen = {next(iter(folders)): "seen before"}  # seed 0, already among longer_gold's runs
     with pytest.raises(papermill.PapermillExecutionError, match=r"seeds \[0\] were run before"):
         _run(grid, tmp_path, longer_gold={k: v for k, v in folders.items() if k not in seen}, confirm_gold=seen)
-    # the same grid as an earlier registration, with its longer and confirmatory runs, beside a grid of another lr
-    later = {**grid, "methods": {"ddpo": {**ddpo, "lr": 1e-3}}}
-    earlier = {str(tmp_path / "logs"): {"name": "the tiny registration", "longer_gold": folders, "confirm_gold": fresh}}
+    # the same grid as the first of two earlier registrations, with its longer and confirmatory runs; the second
+    # has another lr and this chapter's grid another batch size: each earlier grid is compared with the next one
+    middle = {**grid, "methods": {"ddpo": {**ddpo, "lr": 1e-3}}}
+    overopt.run(tmp_path / "middle", middle, workers=2, progress=False)
+    later = {**grid, "methods": {"ddpo": {**ddpo, "lr": 1e-3, "batch_size": ddpo["batch_size"] // 2}}}
+    earlier = {
+        str(tmp_path / "logs"): {"name": "the tiny registration", "longer_gold": folders, "confirm_gold": fresh},
+        str(tmp_path / "middle"): {"name": "the middle registration"},
+    }
     text = _run(later, tmp_path, logs=str(tmp_path / "later"), earlier_grids=earlier)
+    assert "grid: no registered grid's (a grid given as a parameter)" in text
     assert "In the tiny registration (2 seeds): DDPO on the gold judge changed gold by" in text
     assert (
         "Its gold control trained for 5 rounds instead of 3 (2 seeds x 2 prompts, all of that grid's seeds): the shape"
         in text
     )
     assert text.count("Registered confirmatory test on fresh seeds 3 (the change after 5 rounds") == 1
-    assert "What changed from the tiny registration's grid to this chapter's:" in text and "ddpo: lr" in text
+    tiny = text.index("What changed from the tiny registration's grid to the middle registration's grid:")
+    mid = text.index("What changed from the middle registration's grid to this chapter's grid:")
+    assert "ddpo: lr" in text[tiny:mid] and "ddpo: batch_size" not in text[tiny:mid]
+    assert "ddpo: batch_size" in text[mid:] and "ddpo: lr" not in text[mid:]
     other = {**longer, "methods": {"ddpo": {**ddpo, "steps": 5, "lr": 1e-3}}, "seeds": [2]}
     bad = {str(overopt.run(tmp_path / "other", other, workers=1, progress=False)): "other settings"}
     with pytest.raises(papermill.PapermillExecutionError, match="not only in rounds"):

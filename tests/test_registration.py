@@ -1,4 +1,4 @@
-"""What changed between the two registered over-optimisation grids, computed from their files
+"""What changed between the registered over-optimisation grids, computed from their files
 (textnorm.experiments.registration): the chapter's table of changes must list every change."""
 
 from __future__ import annotations
@@ -25,6 +25,22 @@ def test_the_two_registrations_differ_in_exactly_the_settings_the_second_changed
     assert by["rewards per method: rwsft"][1] == "gold; random; preference; TextNorm(preference)"
     assert not any(s.startswith("rwsft:") for s in by)  # RWSFT's settings did not change
     assert len(rows) == 6  # nothing else changed: model, judge, seeds, pool, every other setting
+
+
+def test_the_third_registration_changes_only_the_prompts_and_samples_per_prompt():
+    import yaml
+
+    second = yaml.safe_load((repo_root() / "params" / "overopt_cpu.yaml").read_text())
+    third = yaml.safe_load((repo_root() / "params" / "overopt_cpu_16prompts.yaml").read_text())
+    rows = registration.grid_changes(second, third)
+    by = {r["setting"]: (r["earlier grid"], r["this grid"]) for r in rows}
+    # the second grid trained the task's own prompts (an empty list), shown as such, not as "[]"
+    assert by["ddpo: prompts"][0] == by["rwsft: prompts"][0] == "(the task's)"
+    assert by["ddpo: n_prompts"] == ("8", "16") and by["ddpo: samples_per_prompt"] == ("64", "32")
+    assert len(rows) == 4  # the registration's "nothing else changes": rewards, pairs, seeds, pool, lr, rounds
+    task = overopt.pool_prompts(second)  # the task's 8 training prompts: the first 8 of the 16
+    assert third["methods"]["ddpo"]["prompts"][:8] == task == third["methods"]["rwsft"]["prompts"][:8]
+    assert len(set(third["methods"]["ddpo"]["prompts"])) == 16
 
 
 def test_a_grid_against_itself_has_no_changes_and_every_kind_of_change_is_a_row():
@@ -83,3 +99,19 @@ def test_a_summary_leaves_out_what_ddpo_did_not_run():
     got = registration.summary(partial)
     assert cal not in got["shapes"] and raw in got["shapes"] and got["primary"] is None
     assert registration.summary({**L, "grid": {**L["grid"], "pairs": []}})["primary"] is None
+
+
+def test_identify_names_each_registered_grid_and_no_other():
+    import yaml
+
+    for path, name in registration.REGISTERED.items():
+        grid = yaml.safe_load((repo_root() / path).read_text())  # JSON is YAML
+        assert registration.identify(grid) == (path, name)
+        assert registration.identify(json.loads(json.dumps(grid))) == (path, name)  # as grid.json holds it
+        other = copy.deepcopy(grid)
+        other["seeds"] = [*other["seeds"], 99]
+        assert registration.identify(other) is None
+    assert registration.identify(overopt.default_grid())[0] == overopt.GRID_FILE
+    logs = {"data/overopt_first": "the first registration", "data/overopt": "the second registration"}
+    for folder, name in logs.items():  # the shipped logs are the grids their registrations name
+        assert registration.identify(json.loads((repo_root() / folder / "grid.json").read_text()))[1] == name

@@ -13,7 +13,11 @@ A row is ``{"setting", "earlier grid", "this grid"}`` with text values:
   every reward: ``"(every reward)"``);
 - seeds, the best-of-n pool, the model and the gold judge: the two values.
 
-Lists and dicts are written as JSON, other values as they print.
+Lists and dicts are written as JSON, other values as they print; an empty prompt list (the task's own
+training prompts) reads ``"(the task's)"``.
+
+:func:`identify` names the registration a grid is (:data:`REGISTERED`: the grid files, in the order
+they were registered), by equality of the whole grid.
 
 :func:`summary` gives an earlier grid's results in brief, from its logs (:mod:`textnorm.stats.endpoint`):
 its controls' gold change at the end of DDPO (pointwise t intervals, seeds and prompts random), every
@@ -30,10 +34,35 @@ from textnorm.stats import endpoint
 
 COLUMNS = ("setting", "earlier grid", "this grid")
 
+# The registered over-optimisation grids, in the order they were registered: the file holding each (relative
+# to the repository root; the first registration's yaml was replaced, its grid survives with its logs) -> its name.
+REGISTERED = {
+    "data/overopt_first/grid.json": "the first registration",
+    "params/overopt_cpu.yaml": "the second registration",
+    "params/overopt_cpu_16prompts.yaml": "the third registration",
+}
+
+
+def identify(grid: Mapping[str, Any]) -> tuple[str, str] | None:
+    """``(file, name)`` of the registered grid equal to ``grid`` (every key), or None for any other grid."""
+    from textnorm.files import read_data
+    from textnorm.paths import repo_root
+
+    for path, name in REGISTERED.items():
+        if (repo_root() / path).is_file() and read_data(repo_root() / path) == grid:
+            return path, name
+    return None
+
 
 def _text(value: Any) -> str:
     """A setting as text: lists and dicts as JSON, anything else as it prints."""
     return json.dumps(value, sort_keys=True) if isinstance(value, (list, dict)) else str(value)
+
+
+def _setting(key: str, value: Any) -> Any:
+    """A method's setting for the table: an empty prompt list means the runs trained on their task's own
+    training prompts, not on none."""
+    return "(the task's)" if key == "prompts" and value == [] else value
 
 
 def _names(key: str, value: Any) -> list[str]:
@@ -59,7 +88,7 @@ def grid_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[dict[st
             continue
         for k in sorted(set(a) | set(b)):
             if a.get(k) != b.get(k):
-                row(f"{m}: {k}", a.get(k, "(the default)"), b.get(k, "(the default)"))
+                row(f"{m}: {k}", _setting(k, a.get(k, "(the default)")), _setting(k, b.get(k, "(the default)")))
     for key, label in (("rewards", "rewards"), ("pairs", "pairs")):
         a, b = _names(key, old.get(key)), _names(key, new.get(key))
         gone, added = [n for n in a if n not in b], [n for n in b if n not in a]

@@ -164,7 +164,7 @@ def test_the_chapter_reads_a_longer_gold_control_and_refuses_one_of_other_settin
     # the verdict follows the interval: only an interval above 0 is a rise
     conf = re.search(
         r"Registered confirmatory test on fresh seeds 3 \(the change after 5 rounds, seeds and prompts "
-        r"random\): [+-]?\d\.\d{3} \[([+-]?\d\.\d{3}), [+-]?\d\.\d{3}\] \(mean sqrt KL \d+\.\d\d\), (.*?); that test finds",
+        r"random\): [+-]?\d\.\d{3} \[([+-]?\d\.\d{3}), [+-]?\d\.\d{3}\] \(mean sqrt KL \d+\.\d\d\), (.*?); with \d+\.\d degrees of freedom, that test finds",
         text,
     )
     assert conf, "the confirmatory sentence is missing from What was found"
@@ -201,7 +201,7 @@ def test_the_chapter_reads_a_longer_gold_control_and_refuses_one_of_other_settin
         str(tmp_path / "middle"): {"name": "the middle registration"},
     }
     text = _run(later, tmp_path, logs=str(tmp_path / "later"), earlier_grids=earlier)
-    assert "grid: no registered grid's (a grid given as a parameter)" in text
+    assert "grid: not one of the registered grids" in text
     assert "In the tiny registration (2 seeds): DDPO on the gold judge changed gold by" in text
     assert (
         "Its gold control trained for 5 rounds instead of 3 (2 seeds x 2 prompts, all of that grid's seeds): the shape"

@@ -176,6 +176,19 @@ def test_earlier_grids_must_name_existing_grids_with_a_name(tmp_path):
     assert "earlier_grids: two grids share a name (['one', 'one'])" in str(err) and err.exec_count == 3
 
 
+def test_earlier_grids_come_in_the_order_they_were_registered_and_before_the_chapters_grid(tmp_path):
+    # each earlier grid is tabled against the next one: a later registration named as earlier would read backwards
+    later = {"data/overopt_16prompts": {"name": "the third"}}  # registered after data/overopt's grid
+    err = _refused(OVEROPT_CHAPTER, tmp_path, logs="data/overopt", earlier_grids=later)
+    assert "earlier_grids: data/overopt_16prompts was registered after data/overopt" in str(err)
+    assert err.exec_count == 3
+    swapped = {"data/overopt": {"name": "the second"}, "data/overopt_first": {"name": "the first"}}
+    err = _refused(OVEROPT_CHAPTER, tmp_path, logs="data/overopt_first", earlier_grids=swapped)
+    assert "earlier_grids: data/overopt was registered after data/overopt_first" in str(err)
+    err = _refused(OVEROPT_CHAPTER, tmp_path, earlier_grids={"data/overopt_first": {"name": "this chapter"}})
+    assert '"this chapter" names this chapter\'s grid' in str(err) and err.exec_count == 3
+
+
 def test_confirm_gold_needs_the_longer_runs_it_confirms(tmp_path):
     # confirm_gold is checked against longer_gold's settings: without them it would be read against nothing
     err = _refused(OVEROPT_CHAPTER, tmp_path, longer_gold={}, confirm_gold={"data/overopt_gold_48_confirm": "fresh"})

@@ -36,6 +36,7 @@ def test_the_third_registration_changes_only_the_prompts_and_samples_per_prompt(
     by = {r["setting"]: (r["earlier grid"], r["this grid"]) for r in rows}
     # the second grid trained the task's own prompts (an empty list), shown as such, not as "[]"
     assert by["ddpo: prompts"][0] == by["rwsft: prompts"][0] == "(the task's)"
+    assert by["ddpo: prompts"][1].startswith("16 prompts: four green circles; four yellow triangles; ")
     assert by["ddpo: n_prompts"] == ("8", "16") and by["ddpo: samples_per_prompt"] == ("64", "32")
     assert len(rows) == 4  # the registration's "nothing else changes": rewards, pairs, seeds, pool, lr, rounds
     task = overopt.pool_prompts(second)  # the task's 8 training prompts: the first 8 of the 16
@@ -102,16 +103,20 @@ def test_a_summary_leaves_out_what_ddpo_did_not_run():
 
 
 def test_identify_names_each_registered_grid_and_no_other():
-    import yaml
+    from textnorm.files import read_data
 
     for path, name in registration.REGISTERED.items():
-        grid = yaml.safe_load((repo_root() / path).read_text())  # JSON is YAML
+        grid = read_data(repo_root() / path)
         assert registration.identify(grid) == (path, name)
         assert registration.identify(json.loads(json.dumps(grid))) == (path, name)  # as grid.json holds it
         other = copy.deepcopy(grid)
         other["seeds"] = [*other["seeds"], 99]
         assert registration.identify(other) is None
     assert registration.identify(overopt.default_grid())[0] == overopt.GRID_FILE
-    logs = {"data/overopt_first": "the first registration", "data/overopt": "the second registration"}
+    logs = {
+        "data/overopt_first": "the first registration",
+        "data/overopt": "the second registration",
+        "data/overopt_16prompts": "the third registration",
+    }
     for folder, name in logs.items():  # the shipped logs are the grids their registrations name
         assert registration.identify(json.loads((repo_root() / folder / "grid.json").read_text()))[1] == name

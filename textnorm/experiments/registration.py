@@ -14,7 +14,7 @@ A row is ``{"setting", "earlier grid", "this grid"}`` with text values:
 - seeds, the best-of-n pool, the model and the gold judge: the two values.
 
 Lists and dicts are written as JSON, other values as they print; an empty prompt list (the task's own
-training prompts) reads ``"(the task's)"``.
+training prompts) reads ``"(the task's)"``, a list of prompts ``"N prompts: a; b; ..."``.
 
 :func:`identify` names the registration a grid is (:data:`REGISTERED`: the grid files, in the order
 they were registered), by equality of the whole grid.
@@ -44,7 +44,10 @@ REGISTERED = {
 
 
 def identify(grid: Mapping[str, Any]) -> tuple[str, str] | None:
-    """``(file, name)`` of the registered grid equal to ``grid`` (every key), or None for any other grid."""
+    """``(file, name)`` of the registered grid equal to ``grid`` (every key; numbers by value, so 1.0e-3 in a
+    YAML file equals 0.001 in grid.json), or None for any other grid. A registered file missing from the
+    checkout is skipped; the files are read as they are now, so a grid whose file was edited is no longer
+    named."""
     from textnorm.files import read_data
     from textnorm.paths import repo_root
 
@@ -61,8 +64,10 @@ def _text(value: Any) -> str:
 
 def _setting(key: str, value: Any) -> Any:
     """A method's setting for the table: an empty prompt list means the runs trained on their task's own
-    training prompts, not on none."""
-    return "(the task's)" if key == "prompts" and value == [] else value
+    training prompts, not on none; a list of prompts reads "N prompts: a; b; ..." rather than as JSON."""
+    if key == "prompts" and isinstance(value, list):
+        return "(the task's)" if not value else f"{len(value)} prompts: " + "; ".join(map(str, value))
+    return value
 
 
 def _names(key: str, value: Any) -> list[str]:

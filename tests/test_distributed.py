@@ -3,10 +3,19 @@ with ``--device cpu`` for ``--device cuda``, a free port, and small sizes append
 win), with several minibatches per round and two inner epochs.
 
 Against one process with the same settings: per-step rewards and gold equal (relative tolerance
-1e-4: the same samples, scored on images that differ by float rounding at most; losses within 1e-6
-absolute) and the final weights equal to within 0.1% of the run's weight change, in L2 norm over
-all trainable weights (measured: 3e-5 for DDPO, 5e-5 for RWSFT; the two runs sum each minibatch's
-gradients in a different order, and Adam amplifies that rounding where gradients nearly cancel)."""
+1e-4: the same samples, scored on images that differ by float rounding at most) and the final
+weights equal to within a share of the run's weight change, in L2 norm over all trainable weights.
+The two runs sum each minibatch's gradients in a different order, and that rounding grows:
+
+- RWSFT, within 0.1% (measured 5e-5 on an AVX512 CPU, 2e-5 on an AVX2 one): Adam amplifies the
+  rounding where gradients nearly cancel.
+- DDPO, within 1% (measured 3e-5 on the AVX512 CPU, 3.4e-3 on the AVX2 one, the same with
+  ATEN_CPU_CAPABILITY=default): its clipped surrogate's gradient also switches off where a ratio
+  crosses 1 +- c (clipfrac ~0.5-0.7 at these sizes), and rounding decides the ratios near the edge.
+
+The logged quantities computed from the trained weights get the same tolerance: the loss as a
+share of itself (abs 1e-6, since it is ~0 on a round's first minibatch, ratio 1 and advantages of
+mean 0) and the path KL, quadratic in the weights' change, twice that share."""
 
 from __future__ import annotations
 
@@ -133,16 +142,21 @@ def test_two_processes_follow_one(method, tmp_path):
             assert len(row["grad_norms"]) == len(single[row["step"]]["grad_norms"])
     else:
         assert two[0]["pool_samples"] == 8 * 4  # the whole pool (8 prompts x 4)
+    share = 1e-2 if method == "ddpo" else 1e-3  # of the weights' change (docstring)
     compared = 0
     for r1, r2 in zip(single, two):
         assert set(r1) - {"shard_checksums"} == set(r2) - {"shard_checksums"}
         for k in r1:
             if k.endswith("_prompt_names"):
                 assert r2[k] == r1[k]
+            elif k.endswith("_prompt_kl"):  # the path KL of each prompt, quadratic in the weights' change
+                assert r2[k] == pytest.approx(r1[k], rel=2 * share, abs=1e-6), (r1["step"], k)
             elif "_prompt_" in k:  # per-prompt means of an evaluation: fewer terms, so a looser rel
                 assert r2[k] == pytest.approx(r1[k], rel=1e-3, abs=1e-6), (r1["step"], k)
-            elif k.endswith(("reward", "gold")) or k == "loss":
-                # the DDPO loss is ~0 on a round's first minibatch (ratio 1, advantages of mean 0): abs 1e-6
+            elif k == "loss":
+                assert r2[k] == pytest.approx(r1[k], rel=share, abs=1e-6), (r1["step"], k)
+                compared += 1
+            elif k.endswith(("reward", "gold")):
                 assert r2[k] == pytest.approx(r1[k], rel=1e-4, abs=1e-6), (r1["step"], k)
                 compared += 1
     assert compared >= 3 * 5
@@ -152,7 +166,7 @@ def test_two_processes_follow_one(method, tmp_path):
     base = dict(load_pipeline(str(repo_root() / "data/synth/generator")).unet.named_parameters())
     change = sum(float(((w1[k] - base[k].detach()) ** 2).sum()) for k in w1) ** 0.5
     diff = sum(float(((w1[k] - w2[k]) ** 2).sum()) for k in w1) ** 0.5
-    assert change > 0 and diff <= 1e-3 * change, (diff, change)
+    assert change > 0 and diff <= share * change, (diff, change)
 
 
 def test_sizes_that_do_not_split_are_refused(tmp_path):

@@ -45,9 +45,10 @@ import numpy as np
 import pandas as pd
 import statsmodels.api as sm
 from scipy import stats
-from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.power import NormalIndPower
 from statsmodels.stats.proportion import proportion_confint, proportion_effectsize
+
+from textnorm.stats.metrics import holm
 
 COLUMNS: tuple[str, ...] = ("rater", "prompt", "left", "right", "choice")
 CHOICES: tuple[str, ...] = ("left", "right", "tie")
@@ -237,7 +238,7 @@ def compare(df: pd.DataFrame, pairs: Sequence[tuple[str, str]] | None = None, le
         )
     out = pd.DataFrame(rows)
     for col in ("p_sign_drop", "p_sign_split"):
-        out[col + "_holm"] = multipletests(out[col], method="holm")[1]
+        out[col + "_holm"] = holm(out[col]) if len(out) else []
     return out
 
 
@@ -303,7 +304,7 @@ def compare_by_prompt(
             }
         )
     out = pd.DataFrame(rows)
-    out["p_sign_prompts_holm"] = multipletests(out.p_sign_prompts, method="holm")[1]
+    out["p_sign_prompts_holm"] = holm(out.p_sign_prompts) if len(out) else []
     return out
 
 
